@@ -1,0 +1,1 @@
+"""Shared kernel below every layer: domain errors, the actor, the clock. No I/O, no policy."""
