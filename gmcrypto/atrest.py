@@ -1,0 +1,111 @@
+"""Files encrypted at rest (e.g. catalog Parquet): chunked SM4-GCM under a fresh data key wrapped by a KEK.
+
+Layout (big-endian):
+
+    b"PDGF" | version u8 (= 1) | 0 u8 | chunk_size u32 | len(wrapped) u16 | wrapped data key (aead blob)
+    then the chunk stream of gmcrypto._stream with AAD prefix = that header || len(aad) u32 || aad
+
+The caller's `aad` (e.g. b"dataset:people/v3") ties a file to its place, so swapping two encrypted
+files is detected. Wrapping and unwrapping go through callables so the Keyring stays in charge of KEKs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from gmcrypto import _stream
+from gmcrypto.aead import new_data_key
+from gmcrypto.errors import DecryptionFailed
+
+MAGIC = b"PDGF"
+VERSION = 1
+_FIXED = 12
+
+
+def _prefix(header: bytes, aad: bytes) -> bytes:
+    return header + len(aad).to_bytes(4, "big") + aad
+
+
+def encrypt_stream(
+    src: BinaryIO, dst: BinaryIO, *, wrap: Callable[[bytes], bytes], aad: bytes, chunk_size: int
+) -> int:
+    """Encrypt src to dst with a fresh data key; returns the plaintext length."""
+    data_key = new_data_key()
+    wrapped = wrap(data_key)
+    header = (
+        MAGIC
+        + bytes([VERSION, 0])
+        + chunk_size.to_bytes(4, "big")
+        + len(wrapped).to_bytes(2, "big")
+        + wrapped
+    )
+    dst.write(header)
+    _count, total = _stream.encrypt_stream(data_key, _prefix(header, aad), src, dst, chunk_size)
+    return total
+
+
+def decrypt_stream(src: BinaryIO, dst: BinaryIO, *, unwrap: Callable[[bytes], bytes], aad: bytes) -> int:
+    """Decrypt what encrypt_stream wrote; DecryptionFailed on any mismatch. Returns the length."""
+    fixed = _stream.read_full(src, _FIXED)
+    if len(fixed) != _FIXED or fixed[:4] != MAGIC or fixed[4] != VERSION:
+        raise DecryptionFailed("not an encrypted data file (or an unknown version)")
+    chunk_size = int.from_bytes(fixed[6:10], "big")
+    wlen = int.from_bytes(fixed[10:12], "big")
+    wrapped = _stream.read_full(src, wlen)
+    if len(wrapped) != wlen or not 16 <= chunk_size <= _stream.MAX_CHUNK:
+        raise DecryptionFailed("encrypted data file header is damaged")
+    data_key = unwrap(wrapped)
+    return _stream.decrypt_stream(data_key, _prefix(fixed + wrapped, aad), src, dst, chunk_size)
+
+
+def _atomic_output(dst: Path) -> tuple[BinaryIO, str]:
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    return os.fdopen(fd, "wb"), tmp
+
+
+def encrypt_file(
+    src: Path | BinaryIO,
+    dst: Path | BinaryIO,
+    *,
+    wrap: Callable[[bytes], bytes],
+    aad: bytes = b"",
+    chunk_size: int = _stream.DEFAULT_CHUNK,
+) -> int:
+    """Encrypt a file or stream; a Path destination appears atomically (temp file, fsync, rename)."""
+    fin = Path(src).open("rb") if isinstance(src, str | os.PathLike) else src
+    try:
+        if not isinstance(dst, str | os.PathLike):
+            return encrypt_stream(fin, dst, wrap=wrap, aad=aad, chunk_size=chunk_size)
+        out, tmp = _atomic_output(Path(dst))
+        try:
+            with out:
+                n = encrypt_stream(fin, out, wrap=wrap, aad=aad, chunk_size=chunk_size)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, dst)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return n
+    finally:
+        if fin is not src:
+            fin.close()
+
+
+def decrypt_file_to_bytes(
+    src: Path | BinaryIO, *, unwrap: Callable[[bytes], bytes], aad: bytes = b""
+) -> bytes:
+    """Decrypt into memory only (what the sandbox does): nothing plaintext touches the disk."""
+    buf = io.BytesIO()
+    fin = Path(src).open("rb") if isinstance(src, str | os.PathLike) else src
+    try:
+        decrypt_stream(fin, buf, unwrap=unwrap, aad=aad)
+    finally:
+        if fin is not src:
+            fin.close()
+    return buf.getvalue()
