@@ -11,10 +11,11 @@ files is detected. Wrapping and unwrapping go through callables so the Keyring s
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -63,6 +64,16 @@ def decrypt_stream(src: BinaryIO, dst: BinaryIO, *, unwrap: Callable[[bytes], by
     return _stream.decrypt_stream(data_key, _prefix(fixed + wrapped, aad), src, dst, chunk_size)
 
 
+@contextlib.contextmanager
+def _reader(src: Path | BinaryIO) -> Iterator[BinaryIO]:
+    """Open a path (and close it after) or pass an open stream through untouched."""
+    if isinstance(src, str | os.PathLike):
+        with Path(src).open("rb") as f:
+            yield f
+    else:
+        yield src
+
+
 def _atomic_output(dst: Path) -> tuple[BinaryIO, str]:
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     return os.fdopen(fd, "wb"), tmp
@@ -77,8 +88,7 @@ def encrypt_file(
     chunk_size: int = _stream.DEFAULT_CHUNK,
 ) -> int:
     """Encrypt a file or stream; a Path destination appears atomically (temp file, fsync, rename)."""
-    fin = Path(src).open("rb") if isinstance(src, str | os.PathLike) else src
-    try:
+    with _reader(src) as fin:
         if not isinstance(dst, str | os.PathLike):
             return encrypt_stream(fin, dst, wrap=wrap, aad=aad, chunk_size=chunk_size)
         out, tmp = _atomic_output(Path(dst))
@@ -92,9 +102,6 @@ def encrypt_file(
             Path(tmp).unlink(missing_ok=True)
             raise
         return n
-    finally:
-        if fin is not src:
-            fin.close()
 
 
 def decrypt_file_to_bytes(
@@ -102,10 +109,6 @@ def decrypt_file_to_bytes(
 ) -> bytes:
     """Decrypt into memory only (what the sandbox does): nothing plaintext touches the disk."""
     buf = io.BytesIO()
-    fin = Path(src).open("rb") if isinstance(src, str | os.PathLike) else src
-    try:
+    with _reader(src) as fin:
         decrypt_stream(fin, buf, unwrap=unwrap, aad=aad)
-    finally:
-        if fin is not src:
-            fin.close()
     return buf.getvalue()

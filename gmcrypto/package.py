@@ -3,7 +3,8 @@
 Layout (all integers big-endian; docs/crypto.md has the full description):
 
     header    8 bytes   b"PDGPKG" | format version u16 (= 1)
-    payload   chunk_count chunks of ciphertext || tag (see gmcrypto._stream; AAD prefix = header || package id)
+    payload   chunk_count chunks of ciphertext || tag
+              (see gmcrypto._stream; AAD prefix = header || package id)
     manifest  canonical JSON (UTF-8, sorted keys, no spaces)
     signature DER SM2 signature over SIGN_CONTEXT || manifest
     trailer   16 bytes  manifest length u32 | signature length u32 | b"PDGPKEND"
