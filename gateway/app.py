@@ -1,0 +1,69 @@
+"""The FastAPI app factory. Routers are laid out per DESIGN.md §7, each filled by its own module."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import FastAPI
+
+from gateway import errors
+from gateway.middleware import GatewayMiddleware
+from gateway.settings import Settings, get_settings
+from gateway.state import AppState, build_state
+
+API = "/api/v1"
+# Upload endpoints get the upload size limit; every other body gets the (small) JSON limit.
+UPLOAD_PATHS = re.compile(r"^/api/v1/catalog/datasets/[^/]+/versions$|^/api/v1/audit/verify$|^/web/")
+
+
+def create_app(settings: Settings | None = None, *, state: AppState | None = None) -> FastAPI:
+    """Build the gateway app. Migrations are applied by the CLI before serving, never per worker."""
+    settings = settings or get_settings()
+    state = state or build_state(settings)
+    app = FastAPI(
+        title="Public Data Gateway",
+        version="0.1.0",
+        description="Register, grade, open, share and operate public data, verifiably (SM2/SM3/SM4).",
+        openapi_url=f"{API}/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.pdg = state
+    errors.install(app)
+    _include_routers(app)
+    app.add_middleware(GatewayMiddleware, max_json_bytes=settings.limits.max_json_bytes,  # type: ignore[arg-type]
+                       max_upload_bytes=settings.limits.max_upload_bytes, upload_path=UPLOAD_PATHS)
+    return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    from gateway.routers import admin, ops
+
+    app.include_router(ops.router)
+    app.include_router(admin.router, prefix=f"{API}/admin", tags=["admin"])
+    app.include_router(admin.me_router, prefix=API, tags=["admin"])
+    for name in ("catalog", "open", "sandbox", "audit", "range", "web"):
+        module = _optional_router(name)
+        if module is not None:
+            prefix = "" if name == "web" else f"{API}/{name}"
+            app.include_router(module.router, prefix=prefix, tags=[name])
+
+
+def _optional_router(name: str):  # type: ignore[no-untyped-def]
+    import importlib
+
+    try:
+        return importlib.import_module(f"gateway.routers.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"gateway.routers.{name}":
+            return None
+        raise
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` workers: settings from the environment."""
+    from gateway import logs
+
+    settings = get_settings()
+    logs.configure(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,97 @@
+"""Request dependencies: the app state, the acting principal, and a unit of work per call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlmodel import Session
+
+import identity
+from common.actor import Actor
+from common.errors import Denied, RateLimited, Unauthenticated
+from gateway.db import unit_of_work
+from gateway.state import AppState
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.pdg  # type: ignore[no-any-return]
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def current_actor(request: Request, state: StateDep) -> Actor:
+    """The caller: a principal from `Authorization: Bearer`, or the rate-limited anonymous public."""
+    client = _client(request)
+    rid = getattr(request.state, "request_id", None)
+    limits = state.settings.limits
+    header = request.headers.get("authorization")
+    if not header:
+        wait = state.limiter.hit(f"anon:{client}", limits.anonymous_per_minute)
+        if wait:
+            raise RateLimited("anonymous rate limit reached; wait or use an API token", retry_after=wait)
+        return Actor.public(client_addr=client, request_id=rid)
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("use `Authorization: Bearer <token>`")
+    if state.limiter.hit(f"authfail:{client}", limits.auth_failures_per_minute, count=False):
+        raise RateLimited("too many failed sign-ins from this address; wait before trying again",
+                          retry_after=state.limiter.retry_after(f"authfail:{client}"))
+    try:
+        with unit_of_work(state.engine) as session:
+            actor = identity.authenticate(session, token.strip(), client_addr=client, request_id=rid)
+    except Unauthenticated:
+        state.limiter.hit(f"authfail:{client}", limits.auth_failures_per_minute)
+        raise
+    wait = state.limiter.hit(f"tok:{actor.principal}", limits.token_per_minute)
+    if wait:
+        raise RateLimited("rate limit for this token reached", retry_after=wait)
+    return actor
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]
+
+
+def require_principal(actor: ActorDep) -> Actor:
+    """Endpoints that make no sense anonymously ask for a token before the decision point."""
+    if actor.role == "public":
+        raise Unauthenticated("this endpoint needs an API token: `Authorization: Bearer <token>`")
+    return actor
+
+
+PrincipalDep = Annotated[Actor, Depends(require_principal)]
+
+
+@dataclass
+class Ctx:
+    """What a handler needs: the state and the actor; `uow()` opens one transaction."""
+
+    state: AppState
+    actor: Actor
+
+    @contextmanager
+    def uow(self) -> Iterator[Session]:
+        with unit_of_work(self.state.engine) as session:
+            yield session
+
+
+def ctx(state: StateDep, actor: ActorDep) -> Ctx:
+    return Ctx(state=state, actor=actor)
+
+
+def principal_ctx(state: StateDep, actor: PrincipalDep) -> Ctx:
+    return Ctx(state=state, actor=actor)
+
+
+CtxDep = Annotated[Ctx, Depends(ctx)]
+PrincipalCtxDep = Annotated[Ctx, Depends(principal_ctx)]
+
+__all__ = ["ActorDep", "Ctx", "CtxDep", "Denied", "PrincipalCtxDep", "PrincipalDep", "StateDep"]

@@ -1,0 +1,100 @@
+"""Every error as application/problem+json (RFC 9457), in one shape. tests/gateway/test_errors.py pins it.
+
+Shape: {"type": "https://pdg.example/problems/<slug>", "title", "status", "detail", "instance",
+"request_id", ...extensions}. `detail` says what to fix; it never carries secrets or row values.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from common.errors import DomainError
+
+PROBLEM_BASE = "https://pdg.example/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger("pdg.errors")
+
+_HTTP_SLUGS = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthenticated", "Authentication required"),
+    403: ("denied", "Access denied"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    413: ("too-large", "Payload too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    416: ("range-not-satisfiable", "Range not satisfiable"),
+    429: ("rate-limited", "Too many requests"),
+}
+
+
+def problem(status: int, slug: str, title: str, detail: str, *, request: Request | None = None,
+            headers: dict[str, str] | None = None, **extensions: Any) -> JSONResponse:
+    """The one problem+json response."""
+    rid = getattr(request.state, "request_id", None) if request is not None else None
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path if request is not None else None,
+        "request_id": rid,
+    }
+    body.update({k: v for k, v in extensions.items() if v is not None})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    errors = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        errors.append({"field": loc, "message": err.get("msg", "invalid")})
+    first = errors[0] if errors else {"field": "body", "message": "invalid"}
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{first['field']}: {first['message']}{more}", errors
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every exception into a problem."""
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        headers = None
+        extra = {k: v for k, v in exc.extra.items() if k != "retry_after"}
+        if "retry_after" in exc.extra:
+            headers = {"Retry-After": str(exc.extra["retry_after"])}
+        if exc.status == 401:
+            headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="pdg"'}
+        return problem(exc.status, exc.type_slug, exc.title, exc.detail, request=request, headers=headers,
+                       **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, errors = _validation_detail(exc)
+        if any(e["message"].startswith("JSON decode error") for e in errors):
+            return problem(400, "malformed-json", "Malformed JSON", "the body is not valid JSON: " + detail,
+                           request=request)
+        return problem(422, "invalid", "Invalid input", detail, request=request, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug, title = _HTTP_SLUGS.get(exc.status_code, ("error", "Error"))
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no resource at {request.url.path}; see /docs for the API"
+        if exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return problem(exc.status_code, slug, title, detail, request=request,
+                       headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"request_id": getattr(request.state, "request_id", None)})
+        return problem(500, "internal", "Internal error",
+                       "the gateway failed unexpectedly; quote the request id to the operator", request=request)

@@ -1,0 +1,70 @@
+"""What a running gateway holds: settings, the database engine, keys, the policy engine, limiters."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from gateway.db import make_engine
+from gateway.ratelimit import RateLimiter
+from gateway.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    keyring: Any
+    policy_engine: Any
+    secret_key: bytes
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
+
+
+def load_keyring(settings: Settings) -> Any:
+    """The gateway's SM2 signing key and KEK: from env (Kubernetes Secrets) or the keys directory."""
+    from gmcrypto.keys import Keyring
+
+    if settings.signing_key_pem is not None and settings.kek is not None:
+        return Keyring.from_pem(settings.signing_key_pem.get_secret_value().encode(),
+                                settings.kek.get_secret_value())
+    return Keyring.load_or_create(settings.keys_path)
+
+
+def load_secret_key(settings: Settings) -> bytes:
+    """Session/cursor secret: PDG_SECRET_KEY, or (development) one generated once into the keys dir."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value().encode()
+    path = settings.keys_path / "secret.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(base64.b64encode(secrets.token_bytes(32)))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return path.read_bytes().strip()
+
+
+def build_state(settings: Settings, *, engine: Engine | None = None) -> AppState:
+    from policies.engine import Engine as PolicyEngine
+    from policies.engine import set_engine
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    policy_engine = PolicyEngine.load(settings.policies_dir) if settings.policies_dir else PolicyEngine.load()
+    set_engine(policy_engine)
+    return AppState(
+        settings=settings,
+        engine=engine or make_engine(settings.db_url),
+        keyring=load_keyring(settings),
+        policy_engine=policy_engine,
+        secret_key=load_secret_key(settings),
+        limiter=RateLimiter(),
+    )

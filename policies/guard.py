@@ -1,0 +1,96 @@
+"""Decide, act, audit: the one way services ask the decision point and log the answer.
+
+    with authorized(session, actor, "dataset:publish", resource, context,
+                    resource_type="dataset", resource_id=code) as act:
+        ...do the effect...
+        act.outcome["rows"] = n
+
+An allowed action is recorded in the caller's transaction when the block ends, so the record commits
+with the effect. A denial raises `Denied` before anything happens; an error inside the block is
+re-raised. Either carries `audit_entry`, which the unit of work (gateway/db.py) records in a fresh
+transaction after rolling the effect back, so refusals are logged and nothing half-done persists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import audit
+from common.actor import Actor
+from common.errors import Denied, DomainError
+from policies.actions import spec
+
+# Services note here every action they authorised, so a test can prove none skipped the guard.
+_SEEN: set[str] | None = None
+
+
+@dataclass
+class Act:
+    """An allowed action in progress: the decision, and the outcome the service fills in."""
+
+    decision: Any
+    outcome: dict[str, Any] = field(default_factory=dict)
+    resource_id: str | None = None
+
+
+def _entry(actor: Actor, action: str, decision: Any, resource_type: str, resource_id: str | None,
+           purpose: str | None, experiment: str | None) -> dict[str, Any]:
+    return {
+        "actor": actor,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "allowed": bool(decision.allowed),
+        "reasons": tuple(decision.reasons),
+        "policy_version": decision.policy_version,
+        "scenario": decision.scenario,
+        "experiment": experiment,
+        "purpose": purpose,
+    }
+
+
+def decide(actor: Actor, action: str, resource: Any, context: Any = None, *, engine: Any = None) -> Any:
+    """Ask the decision point without acting (e.g. to filter a listing); not audited by itself."""
+    from policies.engine import get_engine
+
+    spec(action)  # unknown actions are a programming error, not a deny
+    if _SEEN is not None:
+        _SEEN.add(action)
+    return (engine or get_engine()).authorize(actor, action, resource, context)
+
+
+def denied_detail(action: str, decision: Any) -> str:
+    reasons = ", ".join(decision.reasons) if decision.reasons else "no rule permits it"
+    return f"not allowed to {action} ({reasons})"
+
+
+@contextmanager
+def authorized(session: Any, actor: Actor, action: str, resource: Any, context: Any = None, *,
+               resource_type: str, resource_id: str | None = None, purpose: str | None = None,
+               experiment: str | None = None, engine: Any = None) -> Iterator[Act]:
+    """Authorise `action`, run the block, record the decision and its outcome in `session`."""
+    decision = decide(actor, action, resource, context, engine=engine)
+    entry = _entry(actor, action, decision, resource_type, resource_id, purpose, experiment)
+    if not decision.allowed:
+        exc = Denied(denied_detail(action, decision), decision=decision)
+        exc.audit_entry = entry  # type: ignore[attr-defined]
+        raise exc
+    act = Act(decision=decision, resource_id=resource_id)
+    try:
+        yield act
+    except DomainError as exc:
+        entry["resource_id"] = act.resource_id
+        entry["outcome"] = {**act.outcome, "error": exc.type_slug}
+        exc.audit_entry = entry  # type: ignore[attr-defined]
+        raise
+    entry["resource_id"] = act.resource_id
+    audit.record(session, **entry, outcome=act.outcome)
+
+
+def track_actions(seen: set[str] | None) -> None:
+    """Tests: start (a set) or stop (None) collecting the actions services authorised."""
+    global _SEEN
+    _SEEN = seen

@@ -1,0 +1,153 @@
+"""Shared fixtures. The same suite runs on SQLite and on PostgreSQL: set PDG_TEST_DB=postgresql.
+
+Each test that asks for `engine` gets its own freshly migrated database, cloned from a template that
+is migrated once per session (a file copy on SQLite, CREATE DATABASE … TEMPLATE on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from common.actor import Actor
+
+BACKEND = os.environ.get("PDG_TEST_DB", "sqlite")
+PG_ADMIN_URL = os.environ.get("PDG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"database backend: {BACKEND}"
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+
+
+@pytest.fixture(scope="session")
+def db_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated template database; yields its URL (SQLite) or name (PostgreSQL)."""
+    from gateway import db
+
+    if BACKEND == "sqlite":
+        path = tmp_path_factory.mktemp("tmpl") / "template.db"
+        engine = db.make_engine(f"sqlite:///{path}")
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        engine.dispose()
+        yield str(path)
+        return
+    name = f"pdg_tmpl_{_worker()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = db.make_engine(_pg_url(name))
+    db.upgrade(engine)
+    engine.dispose()
+    yield name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _pg_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def db_url(db_template: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database for this test."""
+    if BACKEND == "sqlite":
+        path = tmp_path / "gateway.db"
+        shutil.copyfile(db_template, path)
+        yield f"sqlite:///{path}"
+        return
+    name = f"pdg_t_{_worker()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{db_template}"'))
+    yield _pg_url(name)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
+    from gateway.settings import Settings
+
+    return Settings(env="test", data_dir=tmp_path / "var", database_url=db_url, keys_dir=tmp_path / "keys")
+
+
+@pytest.fixture
+def state(settings):  # type: ignore[no-untyped-def]
+    from gateway.state import build_state
+
+    st = build_state(settings)
+    yield st
+    st.engine.dispose()
+
+
+@pytest.fixture
+def engine(state):  # type: ignore[no-untyped-def]
+    return state.engine
+
+
+@pytest.fixture
+def app(settings, state):  # type: ignore[no-untyped-def]
+    from gateway.app import create_app
+
+    return create_app(settings, state=state)
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@dataclass
+class Who:
+    """A principal made for a test: its actor and its bearer header."""
+
+    actor: Actor
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+ORG_KIND = {"department": "department", "operator": "operator", "enterprise": "enterprise",
+            "auditor": "audit_office", "admin": "admin"}
+
+
+@pytest.fixture
+def make_principal(engine):  # type: ignore[no-untyped-def]
+    """Factory: make_principal("department", org="510100-GA") -> Who (creates the org when missing)."""
+    import identity
+    from gateway.db import unit_of_work
+
+    def make(role: str, org: str | None = None, *, name: str | None = None, org_name: str | None = None) -> Who:
+        org = org or f"{role[:3].upper()}-{uuid.uuid4().hex[:6]}"
+        system = Actor.system("tests")
+        with unit_of_work(engine) as s:
+            from sqlmodel import select
+
+            if s.exec(select(identity.Organisation).where(identity.Organisation.code == org)).first() is None:
+                identity.create_organisation(s, actor=system, code=org, name=org_name or f"测试{org}",
+                                             kind=ORG_KIND[role])
+            p, token = identity.create_principal(s, actor=system, org_code=org, role=role,
+                                                 name=name or f"{role} of {org}")
+        return Who(actor=Actor(principal=p.code, role=role, org=org, name=p.name), token=token)
+
+    return make
