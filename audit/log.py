@@ -1,0 +1,175 @@
+"""Append one record to the chained log, in the caller's transaction (the caller commits).
+
+Serialisation (so many writers leave one gap-free chain):
+- PostgreSQL: `pg_advisory_xact_lock(LOCK_KEY)` before the head is read; it is held until the caller's
+  transaction ends, so commits happen in `seq` order and committed records are always a prefix 1..n.
+  Needs READ COMMITTED (PostgreSQL's default) so the head read after the lock sees the last commit.
+- SQLite: the caller's transaction must already hold the write lock, i.e. be opened with
+  `BEGIN IMMEDIATE` (the gateway's write sessions are); a deferred transaction could read a stale head
+  and then fail with SQLITE_BUSY on insert (an error, never a forked chain: `seq` is the primary key).
+Nothing is cached between calls: the head is read every time, so other writers can never make it stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlmodel import Session
+
+from common import clock
+from common.actor import Actor
+from common.errors import Invalid
+
+from . import canonical
+from .merkle import leaf_hash
+from .models import AuditEntry, AuditRecord
+
+LOCK_KEY = 0x5044475F41554454  # "PDG_AUDT": the one advisory lock every audit writer takes
+MAX_OUTCOME_BYTES = 4096
+
+_TABLE = AuditRecord.__table__  # type: ignore[attr-defined]
+_HEAD = select(_TABLE.c.seq, _TABLE.c.chain_hash).order_by(_TABLE.c.seq.desc()).limit(1)
+_COLUMNS = tuple(c.name for c in _TABLE.columns)
+_TIME_AT = _COLUMNS.index("time")
+_HEAD_SQL = "SELECT seq, chain_hash FROM audit_record ORDER BY seq DESC LIMIT 1"
+_PG_LOCK = "SELECT pg_advisory_xact_lock(%s)"
+_INSERT_QMARK = (
+    f"INSERT INTO audit_record ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
+)
+_INSERT_PG = f"INSERT INTO audit_record ({', '.join(_COLUMNS)}) VALUES ({', '.join('%s' for _ in _COLUMNS)})"
+_LIMITS = {
+    "action": 100,
+    "resource_type": 50,
+    "resource_id": 300,
+    "dataset": 200,
+    "policy_version": 100,
+    "scenario": 100,
+    "experiment": 100,
+    "purpose": 500,
+}
+
+
+def lock(session: Session) -> None:
+    """Take the audit append lock for the rest of the transaction (PostgreSQL; SQLite relies on BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+
+
+def head(session: Session) -> tuple[int, bytes]:
+    """(last seq, its chain hash), or (0, genesis) for an empty log."""
+    row = session.execute(_HEAD).first()
+    if row is None:
+        return 0, canonical.GENESIS
+    return int(row.seq), bytes.fromhex(row.chain_hash)
+
+
+def _text(name: str, value: Any, *, required: bool) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise Invalid(f"audit record needs a non-empty {name}")
+        return None if value is None else ""
+    if not isinstance(value, str):
+        raise Invalid(f"audit {name} must be text, got {type(value).__name__}")
+    if len(value) > _LIMITS.get(name, 200):
+        raise Invalid(f"audit {name} is longer than {_LIMITS.get(name, 200)} characters")
+    return value
+
+
+def _json_part(name: str, value: Any) -> str:
+    try:
+        encoded = canonical.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise Invalid(
+            f"audit {name} must be plain JSON (str, int, float, bool, None, list, dict): {exc}"
+        ) from None
+    if len(encoded.encode()) > MAX_OUTCOME_BYTES:
+        raise Invalid(
+            f"audit {name} is larger than {MAX_OUTCOME_BYTES} bytes; record counts and digests only"
+        )
+    return encoded
+
+
+def record(
+    session: Session,
+    *,
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    resource_id: str,
+    allowed: bool,
+    reasons: Iterable[str] = (),
+    policy_version: str = "",
+    scenario: str | None = None,
+    experiment: str | None = None,
+    purpose: str | None = None,
+    outcome: Mapping[str, Any] | None = None,
+    dataset: str | None = None,
+    dataset_version: int | None = None,
+) -> AuditEntry:
+    """Append one record to the log in the caller's transaction; returns what was written (read-only).
+
+    `dataset` defaults to `resource_id` when `resource_type == "dataset"`, so searches and per-dataset
+    counts see it; pass it explicitly for grants, queries and exports about a dataset. `outcome` holds
+    counts, sizes, digests and flags (e.g. {"rows": 10, "grade": "G3"}) — never raw values.
+    """
+    if not isinstance(allowed, bool):
+        raise Invalid("audit `allowed` must be true or false")
+    reason_list = list(reasons)
+    if not all(isinstance(r, str) for r in reason_list):
+        raise Invalid("audit reasons must be rule ids (text)")
+    if outcome is not None and not isinstance(outcome, Mapping):
+        raise Invalid("audit outcome must be an object")
+    if dataset is None and resource_type == "dataset":
+        dataset = resource_id
+    if dataset_version is not None and (
+        isinstance(dataset_version, bool) or not isinstance(dataset_version, int)
+    ):
+        raise Invalid("audit dataset_version must be an integer")
+    row: dict[str, Any] = {
+        "principal": _text("principal", actor.principal, required=True),
+        "org": actor.org,
+        "role": actor.role,
+        "action": _text("action", action, required=True),
+        "resource_type": _text("resource_type", resource_type, required=True),
+        "resource_id": _text("resource_id", resource_id, required=True),
+        "dataset": _text("dataset", dataset, required=False),
+        "dataset_version": dataset_version,
+        "allowed": allowed,
+        "reasons": _json_part("reasons", reason_list),
+        "policy_version": _text("policy_version", policy_version, required=False) or "",
+        "scenario": _text("scenario", scenario, required=False),
+        "experiment": _text("experiment", experiment, required=False),
+        "purpose": _text("purpose", purpose, required=False),
+        "request_id": (actor.request_id or None) and actor.request_id[:100],
+        "client_addr": (actor.client_addr or None) and actor.client_addr[:100],
+        "outcome": _json_part("outcome", dict(outcome or {})),
+    }
+    conn = session.connection()  # the caller's transaction (BEGIN IMMEDIATE on SQLite)
+    cur = conn.connection.cursor()  # plain DB-API: the ORM's per-statement overhead would dominate
+    try:
+        if conn.dialect.name == "postgresql":
+            cur.execute(_PG_LOCK, (LOCK_KEY,))
+            cur.execute(_HEAD_SQL)
+            top = cur.fetchone()
+            insert_sql = _INSERT_PG
+        else:
+            cur.execute(_HEAD_SQL)
+            top = cur.fetchone()
+            insert_sql = _INSERT_QMARK
+        row["seq"] = top[0] + 1 if top else 1
+        prev_chain = bytes.fromhex(top[1]) if top else canonical.GENESIS
+        when = clock.as_utc(clock.now())
+        row["time"] = when
+        leaf = leaf_hash(canonical.record_bytes(SimpleNamespace(**row)))
+        row["leaf_hash"] = leaf.hex()
+        row["chain_hash"] = canonical.chain_next(prev_chain, leaf).hex()
+        params = [row[c] for c in _COLUMNS]
+        if insert_sql is _INSERT_QMARK:  # stored as SQLAlchemy's SQLite DateTime stores it (naive UTC)
+            params[_TIME_AT] = when.strftime("%Y-%m-%d %H:%M:%S.%f")
+        cur.execute(insert_sql, params)
+    finally:
+        cur.close()
+    return AuditEntry(**row)
