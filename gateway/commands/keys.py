@@ -13,6 +13,11 @@ from gmcrypto.sm2 import PrivateKey
 app = typer.Typer(help="SM2 key pairs (PEM, readable by OpenSSL).", no_args_is_help=True)
 
 
+@app.callback()
+def _group() -> None:
+    """SM2 key pairs (PEM, readable by OpenSSL)."""  # keeps `keys` a group even with one command
+
+
 @app.command("generate")
 def generate(
     out: Annotated[Path, typer.Option("--out", help="Directory for private.pem (0600) and public.pem.")],
