@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -65,7 +65,7 @@ class BackgroundSM3:
 
     def __init__(self) -> None:
         try:
-            self._h: object = hashlib.new("sm3")
+            self._h: Any = hashlib.new("sm3")
             self._threaded = True
         except ValueError:  # pragma: no cover - Python built against an OpenSSL without SM3
             self._h = hashes.Hash(hashes.SM3())
@@ -73,14 +73,14 @@ class BackgroundSM3:
         self._pool = ThreadPoolExecutor(max_workers=1) if self._threaded else None
         self._pending: Future[None] | None = None
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
         """Queue `data` (must not be mutated until the next update() or digest() returns)."""
         if self._pool is None:
-            self._h.update(data)  # type: ignore[attr-defined]
+            self._h.update(data)
             return
         if self._pending is not None:
             self._pending.result()
-        self._pending = self._pool.submit(self._h.update, data)  # type: ignore[attr-defined]
+        self._pending = self._pool.submit(self._h.update, data)
 
     def digest(self) -> bytes:
         if self._pending is not None:
@@ -88,8 +88,8 @@ class BackgroundSM3:
             self._pending = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-            return self._h.digest()  # type: ignore[attr-defined,no-any-return]
-        return self._h.finalize()  # type: ignore[attr-defined,no-any-return]
+            return self._h.digest()
+        return self._h.finalize()
 
     def close(self) -> None:
         if self._pool is not None:
