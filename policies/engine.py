@@ -1,0 +1,414 @@
+"""The one decision point: Cedar policies + schema + scenario overlays, parsed once, reloaded safely.
+
+    engine = get_engine()
+    decision = engine.authorize(actor, "dataset:read_open", Resource.dataset(...), Context(raw_grade=1))
+    engine.require(actor, "dataset:publish", resource)          # raises Denied(decision=...)
+
+Decisions carry the @ids of the rules that decided, the SM3 version of the policy files and the
+scenario in force. An unknown action is a programming error (KeyError), not a silent deny.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cedarpy
+
+from common import clock
+from common.actor import Actor
+from common.errors import Denied, Invalid
+from gmcrypto.sm3 import Hasher
+from policies import actions, cedartext, overlays
+from policies import vocabulary as vocab_mod
+
+POLICY_DIR = vocab_mod.POLICY_DIR
+RESOURCE_TYPES = ("Dataset", "Organisation", "AuditLog", "Scenario")
+TYPES = vocab_mod.TYPES
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What an action applies to. Build it with `dataset()`, `organisation()`, `audit_log()` or `scenario()`."""
+
+    type: str
+    id: str
+    category: str = ""
+    grade: int = 1  # 1..4; core data is refused before it gets here
+    open_type: str = "closed"
+    share_type: str = "closed"
+    owner: str = ""  # owning organisation code
+    kind: str = ""  # organisation kind, for Organisation resources
+
+    def __post_init__(self) -> None:
+        if self.type not in RESOURCE_TYPES:
+            raise Invalid(f"unknown resource type {self.type!r}; one of {', '.join(RESOURCE_TYPES)}")
+        if self.type == "Dataset":
+            if not isinstance(self.grade, int) or not 1 <= self.grade <= 4:
+                raise Invalid(
+                    f"dataset grade must be 1..4 (G1..G4), got {self.grade!r}; core data is refused"
+                )
+            if self.open_type not in TYPES or self.share_type not in TYPES:
+                raise Invalid(f"open and share types must be one of {', '.join(TYPES)}")
+
+    @classmethod
+    def dataset(
+        cls, code: str, *, category: str, grade: int, open_type: str, share_type: str, owner: str
+    ) -> Resource:
+        """A dataset as the rules see it."""
+        return cls("Dataset", code, category, grade, open_type, share_type, owner)
+
+    @classmethod
+    def organisation(cls, code: str, kind: str) -> Resource:
+        """An organisation (identity actions)."""
+        return cls("Organisation", code, kind=kind)
+
+    @classmethod
+    def audit_log(cls, name: str = "main") -> Resource:
+        return cls("AuditLog", name)
+
+    @classmethod
+    def scenario(cls, scenario_id: str) -> Resource:
+        return cls("Scenario", scenario_id)
+
+    def entity(self) -> dict[str, Any]:
+        if self.type == "Dataset":
+            attrs: dict[str, Any] = {
+                "code": self.id,
+                "category": self.category,
+                "grade": self.grade,
+                "open_type": self.open_type,
+                "share_type": self.share_type,
+                "owner": self.owner,
+            }
+        elif self.type == "Organisation":
+            attrs = {"code": self.id, "kind": self.kind}
+        elif self.type == "Scenario":
+            attrs = {"code": self.id}
+        else:
+            attrs = {}
+        return {"uid": {"type": self.type, "id": self.id}, "attrs": attrs, "parents": []}
+
+
+def _frozen(value: Iterable[str]) -> frozenset[str]:
+    return value if isinstance(value, frozenset) else frozenset(value)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """An approved request: which organisation, datasets and columns, for what purpose, until when."""
+
+    org: str
+    datasets: frozenset[str]
+    purpose: str
+    expires_at: datetime
+    columns: frozenset[str] = frozenset()
+    revoked: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "datasets", _frozen(self.datasets))
+        object.__setattr__(self, "columns", _frozen(self.columns))
+
+    def cedar(self) -> dict[str, Any]:
+        return {
+            "present": True,
+            "revoked": self.revoked,
+            "expires": int(clock.as_utc(self.expires_at).timestamp()),
+            "purpose": self.purpose,
+            "org": self.org,
+            "datasets": sorted(self.datasets),
+            "columns": sorted(self.columns),
+        }
+
+
+_NO_GRANT = {
+    "present": False,
+    "revoked": False,
+    "expires": 0,
+    "purpose": "",
+    "org": "",
+    "datasets": [],
+    "columns": [],
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    """The circumstances of one request.
+
+    grant: the grant the caller relies on (None: no grant).  purpose: purpose code of this request.
+    columns: columns the action touches (must all be in the grant).  raw_grade: highest grade among the
+    columns that leave unmasked in this action's output (0: none).  requester/_org/_role: for approvals
+    and export reviews, who asked.  scenario: the scenario in force (the data range passes it).
+    at: decision time (default: the clock).
+    """
+
+    grant: Grant | None = None
+    purpose: str = ""
+    columns: frozenset[str] = frozenset()
+    raw_grade: int = 0
+    requester: str | None = None
+    requester_org: str | None = None
+    requester_role: str | None = None
+    scenario: str | None = None
+    at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", _frozen(self.columns))
+        if not isinstance(self.raw_grade, int) or not 0 <= self.raw_grade <= 4:
+            raise Invalid(f"raw_grade must be 0..4, got {self.raw_grade!r}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer: allowed or not, the @ids that decided, the policy version and scenario in force."""
+
+    allowed: bool
+    reasons: tuple[str, ...]
+    policy_version: str
+    scenario: str | None
+    action: str
+    errors: tuple[str, ...] = field(default=())
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    directory: Path
+    version: str
+    vocab: vocab_mod.Vocabulary
+    sets: dict[str | None, cedarpy.PolicySet]
+    scenarios: dict[str, overlays.Scenario]
+    rule_ids: frozenset[str]
+
+
+def policy_files(directory: Path) -> list[Path]:
+    """The files that make up a policy version, in a stable order."""
+    files = [directory / "vocabulary.yaml", directory / "schema.cedarschema", directory / "access.cedar"]
+    return files + sorted((directory / "scenarios").glob("*.yaml"))
+
+
+def version_of(directory: Path) -> str:
+    """SM3 over every policy file (relative name, length, bytes), hex."""
+    h = Hasher()
+    for p in policy_files(directory):
+        data = p.read_bytes()
+        name = p.relative_to(directory).as_posix().encode()
+        h.update(len(name).to_bytes(4, "big") + name + len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
+
+
+def _read(directory: Path) -> _Loaded:
+    from policies.check import check_dir, format_problems
+
+    problems = check_dir(directory)
+    if problems:
+        raise Invalid(f"policies in {directory} are invalid:\n{format_problems(problems)}")
+    schema = (directory / "schema.cedarschema").read_text(encoding="utf-8")
+    text = (directory / "access.cedar").read_text(encoding="utf-8")
+    ids = {p.id for p in cedartext.policies(text) if p.id}
+    baseline = cedarpy.PolicySet.from_str(text)
+    scenarios = overlays.load_dir(directory, schema=schema, baseline_ids=ids)
+    sets: dict[str | None, cedarpy.PolicySet] = {None: baseline}
+    for sid, scn in scenarios.items():
+        sets[sid] = baseline.with_added_str(scn.overlay)
+    return _Loaded(
+        directory=directory,
+        version=version_of(directory),
+        vocab=vocab_mod.load(directory),
+        sets=sets,
+        scenarios=scenarios,
+        rule_ids=frozenset(ids),
+    )
+
+
+class Engine:
+    """The decision point. Thread-safe: a reload swaps one immutable snapshot."""
+
+    def __init__(self, loaded: _Loaded) -> None:
+        self._s = loaded
+
+    @classmethod
+    def load(cls, directory: str | Path | None = None) -> Engine:
+        """Parse and validate the policy directory once (default: the packaged one); Invalid if broken."""
+        return cls(_read(Path(directory) if directory is not None else POLICY_DIR))
+
+    def reload(self, directory: str | Path | None = None) -> str:
+        """Re-read the policies; a broken file keeps the old ones in force and raises Invalid."""
+        self._s = _read(Path(directory) if directory is not None else self._s.directory)
+        return self._s.version
+
+    @property
+    def policy_version(self) -> str:
+        return self._s.version
+
+    @property
+    def directory(self) -> Path:
+        return self._s.directory
+
+    @property
+    def vocabulary(self) -> vocab_mod.Vocabulary:
+        return self._s.vocab
+
+    @property
+    def scenarios(self) -> dict[str, overlays.Scenario]:
+        return dict(self._s.scenarios)
+
+    @property
+    def rule_ids(self) -> frozenset[str]:
+        return self._s.rule_ids
+
+    def _request(
+        self,
+        s: _Loaded,
+        actor: Actor,
+        action: str,
+        resource: Resource,
+        context: Context | None,
+        scenario: str | None,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
+        spec = actions.spec(action)  # KeyError for an unregistered action
+        if not isinstance(resource, Resource):
+            raise Invalid(f"{action}: resource must be a policies.Resource, not {type(resource).__name__}")
+        if resource.type != spec.resource:
+            raise Invalid(f"{action} applies to a {spec.resource}, not a {resource.type}")
+        if resource.type == "Dataset" and resource.category not in s.vocab.categories:
+            raise Invalid(f"unknown category {resource.category!r}; one of {', '.join(s.vocab.categories)}")
+        ctx = context or Context()
+        sid = scenario if scenario is not None else ctx.scenario
+        scn = None
+        if sid:
+            scn = s.scenarios.get(sid)
+            if scn is None:
+                raise Invalid(f"unknown scenario {sid!r}; one of {', '.join(s.scenarios) or 'none'}")
+        at = clock.as_utc(ctx.at) if ctx.at is not None else clock.now()
+        cedar_ctx = {
+            "now": int(at.timestamp()),
+            "hour": clock.local(at).hour,
+            "scenario": sid or "",
+            "participant": bool(scn and scn.participant(actor)),
+            "in_scope": bool(scn and scn.in_scope(resource.category, resource.id)),
+            "purpose": ctx.purpose,
+            "columns": sorted(ctx.columns),
+            "raw_grade": ctx.raw_grade,
+            "requester": ctx.requester or "",
+            "requester_org": ctx.requester_org or "",
+            "requester_role": ctx.requester_role or "",
+            "grant": ctx.grant.cedar() if ctx.grant is not None else _NO_GRANT,
+        }
+        user = {
+            "uid": {"type": "User", "id": actor.principal},
+            "attrs": {"uid": actor.principal, "role": actor.role, "org": actor.org or ""},
+            "parents": [],
+        }
+        request = {
+            "principal": {"type": "User", "id": actor.principal},
+            "action": {"type": "Action", "id": action},
+            "resource": {"type": resource.type, "id": resource.id},
+            "context": cedar_ctx,
+        }
+        return request, [user, resource.entity()], sid or None
+
+    @staticmethod
+    def _decision(s: _Loaded, result: cedarpy.AuthzResult, action: str, sid: str | None) -> Decision:
+        diag = result.diagnostics
+        names = diag.id_annotations_by_reason
+        return Decision(
+            allowed=result.allowed,
+            reasons=tuple(sorted(names.get(r, r) for r in diag.reasons)),
+            policy_version=s.version,
+            scenario=sid,
+            action=action,
+            errors=tuple(str(e) for e in diag.errors),
+        )
+
+    def authorize(
+        self,
+        actor: Actor,
+        action: str,
+        resource: Resource,
+        context: Context | None = None,
+        *,
+        scenario: str | None = None,
+    ) -> Decision:
+        """May `actor` do `action` on `resource` now? Baseline rules plus the overlay of `scenario`, if any."""
+        s = self._s
+        req, entities, sid = self._request(s, actor, action, resource, context, scenario)
+        return self._decision(s, cedarpy.is_authorized(req, s.sets[sid], entities), action, sid)
+
+    def authorize_batch(
+        self,
+        requests: Sequence[tuple[Actor, str, Resource, Context | None]],
+        *,
+        scenario: str | None = None,
+    ) -> list[Decision]:
+        """Many decisions in one call (e.g. filtering a listing); same answers as `authorize` one by one."""
+        s = self._s
+        groups: dict[str | None, list[int]] = {}
+        built = []
+        for i, (actor, action, resource, context) in enumerate(requests):
+            req, entities, sid = self._request(s, actor, action, resource, context, scenario)
+            built.append((req, entities, sid, action))
+            groups.setdefault(sid, []).append(i)
+        out: list[Decision | None] = [None] * len(built)
+        for sid, idxs in groups.items():
+            merged: dict[tuple[str, str], dict[str, Any]] = {}
+            clash = False
+            for i in idxs:
+                for e in built[i][1]:
+                    key = (e["uid"]["type"], e["uid"]["id"])
+                    if merged.setdefault(key, e) != e:
+                        clash = True  # same uid, different attributes: decide these one by one
+            if clash:
+                for i in idxs:
+                    r = cedarpy.is_authorized(built[i][0], s.sets[sid], built[i][1])
+                    out[i] = self._decision(s, r, built[i][3], sid)
+                continue
+            results = cedarpy.is_authorized_batch(
+                [built[i][0] for i in idxs], s.sets[sid], list(merged.values())
+            )
+            for i, r in zip(idxs, results, strict=True):
+                out[i] = self._decision(s, r, built[i][3], sid)
+        return [d for d in out if d is not None]
+
+    def require(
+        self,
+        actor: Actor,
+        action: str,
+        resource: Resource,
+        context: Context | None = None,
+        *,
+        scenario: str | None = None,
+    ) -> Decision:
+        """Like `authorize`, but a denial raises `Denied` carrying the decision."""
+        d = self.authorize(actor, action, resource, context, scenario=scenario)
+        if not d.allowed:
+            why = ", ".join(d.reasons) if d.reasons else "no rule permits it"
+            raise Denied(f"not allowed to {action} ({why})", decision=d)
+        return d
+
+
+_ENGINE: Engine | None = None
+_LOCK = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """The process's engine; the packaged policies are loaded on first use if none was set."""
+    global _ENGINE
+    if _ENGINE is None:
+        with _LOCK:
+            if _ENGINE is None:
+                _ENGINE = Engine.load()
+    return _ENGINE
+
+
+def set_engine(engine: Engine | None) -> None:
+    """Install the process's engine (startup, tests); None forgets it."""
+    global _ENGINE
+    _ENGINE = engine
