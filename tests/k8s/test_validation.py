@@ -105,3 +105,11 @@ def test_hadolint_catches_an_unpinned_base(tools: None, tmp_path: Path) -> None:
     done = subprocess.run([str(HADOLINT), "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "DL3006" in done.stdout  # untagged image
+
+
+def test_script_and_tests_check_the_same_things() -> None:
+    script = (ROOT / "scripts" / "validate-k8s.sh").read_text(encoding="utf-8")
+    assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "validate-k8s.sh")]).returncode == 0
+    assert f'K8S_VERSIONS="${{K8S_VERSIONS:-{" ".join(K8S_VERSIONS)}}}"' in script
+    assert " ".join(f"k8s/{o}" for o in OVERLAYS) in script
+    assert "--strict" in script and "--load-restrictor LoadRestrictionsNone" in script
