@@ -3,7 +3,7 @@
 An export is a directory, or a `.zip` holding the same members (see docs/audit.md):
 
     manifest.json     {"format": "pdg-audit-export/1", "first_seq", "last_seq", "records",
-                       "start_chain" (chain hash of record first_seq-1; zeros for 1), "exported_at"}
+                       "start_chain" (chain hash of record first_seq-1; zeros for 1)}
     records.jsonl     one line per record, seq order: {"chain":…,"leaf":…,"record":<canonical record>}
     checkpoints.json  [{id, tree_size, root_hash, chain_hash, time, key_id, prev_id, prev_digest,
                         signature, nodes: [[start, end, hash], …]}, …]
@@ -26,7 +26,6 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 from sqlmodel import select as model_select
 
-from common import clock
 from common.errors import Conflict, Invalid
 
 from . import canonical, merkle
@@ -118,7 +117,6 @@ def export(session: Session, out: Path, *, first_seq: int = 1, last_seq: int | N
         "last_seq": last,
         "records": last - first_seq + 1,
         "start_chain": start_chain,
-        "exported_at": canonical.format_time(clock.now()),
     }
     out = Path(out)
     head_json = {

@@ -250,6 +250,7 @@ def verify_export(
                 assert manifest["format"] == FORMAT
                 first, last = manifest["first_seq"], manifest["last_seq"]
                 assert isinstance(first, int) and isinstance(last, int) and 1 <= first <= last
+                assert manifest["records"] == last - first + 1 and len(manifest) == 5
                 start_chain = bytes.fromhex(manifest["start_chain"])
                 assert len(start_chain) == 32
             except (AssertionError, KeyError, TypeError, ValueError):
