@@ -33,6 +33,11 @@ class Format(StrEnum):
     xlsx = "xlsx"
 
 
+@app.callback()
+def _group() -> None:
+    """Synthetic base libraries (kept a group so `pdg samples generate` reads the same everywhere)."""
+
+
 @app.command()
 def generate(
     library: Library = typer.Option(..., "--library", help="which base library"),
