@@ -119,6 +119,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="best of N rounds (the machine is shared)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "crypto.md")
     args = ap.parse_args()
+    load_before = os.getloadavg()[0]
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
     rounds: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(dir=base) as tmp:
@@ -142,7 +143,9 @@ def main() -> None:
         f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
         f"{openssl_version}; one run, best of {args.rounds} interleaved rounds for every figure, "
         "ours and OpenSSL's measured back to back; MB = 10^6 bytes. "
-        f"Package payload {args.mib} MiB, files in {'/dev/shm' if base else 'the temp dir'}.",
+        f"Package payload {args.mib} MiB, files in {'/dev/shm' if base else 'the temp dir'}. "
+        f"1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after "
+        "(2 cores: above ~1.5 other work shares the CPUs and every figure is depressed).",
         "",
         "| operation | ours | reference | ratio | goal |",
         "| --- | ---: | ---: | ---: | --- |",
