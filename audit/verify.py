@@ -75,7 +75,10 @@ def _seq_of(rec: bytes) -> int:
     # whose values cannot hold an unescaped quote, follow it); nested outcome keys come earlier.
     at = rec.rfind(b',"seq":')
     end = rec.find(b",", at + 7)
-    return int(rec[at + 7 : end]) if at > 0 and end > 0 else -1
+    try:
+        return int(rec[at + 7 : end]) if at > 0 and end > 0 else -1
+    except ValueError:
+        return -1
 
 
 def _check_records(
@@ -101,6 +104,8 @@ def _check_records(
             raise _Bad("the line is not an export record line", seq)
         rec = line[_R:-2]
         found = _seq_of(rec)
+        if found < 0:
+            raise _Bad("the record has no readable seq (its bytes were altered)", seq)
         if found != seq:
             what = "is missing" if found > seq else "was inserted or moved"
             raise _Bad(f"found record {found} where record {seq} belongs: a record {what}", seq)

@@ -16,7 +16,7 @@ from audit.models import AuditRecord, Checkpoint
 from common.errors import Conflict, Invalid
 from gmcrypto.errors import InvalidSignature
 
-from . import _db, indep
+from . import indep
 from .conftest import ALICE, BOB, append, checkpoint, make_engine
 
 
