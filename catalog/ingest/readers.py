@@ -50,7 +50,14 @@ def _csv_header(path: Path, enc: str, block: int) -> list[str]:
         raise _mixed_encoding(enc) from None
     if not text.strip():
         raise Invalid("the file is empty: upload a header row and at least one data row")
-    rows = list(itertools.islice(csv.reader(io.StringIO(text, newline="")), 2))
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[list[str]] = []
+    try:
+        rows.extend(itertools.islice(reader, 2))
+    except csv.Error:  # a huge first data field: the header is fine, the streaming reader rejects the rest
+        if not rows:
+            raise TooLarge(f"the header row is longer than {block // 2**20} MiB") from None
+        rows.append(["<large>"])
     if more and len(rows) < 2:
         raise TooLarge(f"the header row is longer than {block // 2**20} MiB: check the delimiter and quoting")
     if len(rows) < 2 or not any(c.strip() for c in rows[1]):
