@@ -91,8 +91,8 @@ def test_every_changed_checkpoint_or_manifest_byte_is_caught(exported: Path, key
     ("edit", "named"),
     [
         (lambda ls: ls[:6] + ls[7:], 7),  # delete record 7
-        (lambda ls: ls[:4] + [ls[5], ls[4]] + ls[6:], 5),  # swap 5 and 6
-        (lambda ls: ls[:8] + [ls[3]] + ls[8:], 9),  # insert a copy of 4 before 9
+        (lambda ls: [*ls[:4], ls[5], ls[4], *ls[6:]], 5),  # swap 5 and 6
+        (lambda ls: [*ls[:8], ls[3], *ls[8:]], 9),  # insert a copy of 4 before 9
         (lambda ls: ls[:-1], 21),  # drop the last record
         (lambda ls: [*ls, ls[0]], 22),  # append a stray record
     ],
