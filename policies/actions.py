@@ -24,8 +24,12 @@ ACTIONS: dict[str, ActionSpec] = {
         ActionSpec("principal:create", "Organisation", True, "create a principal and issue its first token"),
         ActionSpec("token:issue", "Organisation", True, "issue an API token to a principal"),
         ActionSpec("token:revoke", "Organisation", True, "revoke an API token"),
-        ActionSpec("organisation:create", "Organisation", True, "register a department, enterprise or office"),
-        ActionSpec("enterprise:onboard", "Organisation", True, "onboard an enterprise with its SM2 public key"),
+        ActionSpec(
+            "organisation:create", "Organisation", True, "register a department, enterprise or office"
+        ),
+        ActionSpec(
+            "enterprise:onboard", "Organisation", True, "onboard an enterprise with its SM2 public key"
+        ),
         # catalog
         ActionSpec("dataset:register", "Dataset", True, "register a dataset and its fields"),
         ActionSpec("dataset:update", "Dataset", True, "change a dataset's metadata"),

@@ -183,7 +183,7 @@ class _Loaded:
     directory: Path
     version: str
     vocab: vocab_mod.Vocabulary
-    sets: dict[str | None, cedarpy.PolicySet]
+    sets: dict[tuple[str | None, str], cedarpy.PolicySet]  # (scenario, action) -> candidate rules
     scenarios: dict[str, overlays.Scenario]
     rule_ids: frozenset[str]
 
@@ -213,11 +213,12 @@ def _read(directory: Path) -> _Loaded:
     schema = (directory / "schema.cedarschema").read_text(encoding="utf-8")
     text = (directory / "access.cedar").read_text(encoding="utf-8")
     ids = {p.id for p in cedartext.policies(text) if p.id}
-    baseline = cedarpy.PolicySet.from_str(text)
     scenarios = overlays.load_dir(directory, schema=schema, baseline_ids=ids)
-    sets: dict[str | None, cedarpy.PolicySet] = {None: baseline}
-    for sid, scn in scenarios.items():
-        sets[sid] = baseline.with_added_str(scn.overlay)
+    sets: dict[tuple[str | None, str], cedarpy.PolicySet] = {}
+    texts = {None: text, **{sid: f"{text}\n{scn.overlay}" for sid, scn in scenarios.items()}}
+    for sid, full in texts.items():
+        for name, part in cedartext.by_action(full, actions.ACTIONS).items():
+            sets[(sid, name)] = cedarpy.PolicySet.from_str(part)
     return _Loaded(
         directory=directory,
         version=version_of(directory),
@@ -340,7 +341,7 @@ class Engine:
         """May `actor` do `action` on `resource` now? Baseline rules plus the overlay of `scenario`, if any."""
         s = self._s
         req, entities, sid = self._request(s, actor, action, resource, context, scenario)
-        return self._decision(s, cedarpy.is_authorized(req, s.sets[sid], entities), action, sid)
+        return self._decision(s, cedarpy.is_authorized(req, s.sets[(sid, action)], entities), action, sid)
 
     def authorize_batch(
         self,
@@ -350,28 +351,29 @@ class Engine:
     ) -> list[Decision]:
         """Many decisions in one call (e.g. filtering a listing); same answers as `authorize` one by one."""
         s = self._s
-        groups: dict[str | None, list[int]] = {}
+        groups: dict[tuple[str | None, str], list[int]] = {}
         built = []
         for i, (actor, action, resource, context) in enumerate(requests):
             req, entities, sid = self._request(s, actor, action, resource, context, scenario)
             built.append((req, entities, sid, action))
-            groups.setdefault(sid, []).append(i)
+            groups.setdefault((sid, action), []).append(i)
         out: list[Decision | None] = [None] * len(built)
-        for sid, idxs in groups.items():
+        for key, idxs in groups.items():
+            sid = key[0]
             merged: dict[tuple[str, str], dict[str, Any]] = {}
             clash = False
             for i in idxs:
                 for e in built[i][1]:
-                    key = (e["uid"]["type"], e["uid"]["id"])
-                    if merged.setdefault(key, e) != e:
+                    uid = (e["uid"]["type"], e["uid"]["id"])
+                    if merged.setdefault(uid, e) != e:
                         clash = True  # same uid, different attributes: decide these one by one
             if clash:
                 for i in idxs:
-                    r = cedarpy.is_authorized(built[i][0], s.sets[sid], built[i][1])
+                    r = cedarpy.is_authorized(built[i][0], s.sets[key], built[i][1])
                     out[i] = self._decision(s, r, built[i][3], sid)
                 continue
             results = cedarpy.is_authorized_batch(
-                [built[i][0] for i in idxs], s.sets[sid], list(merged.values())
+                [built[i][0] for i in idxs], s.sets[key], list(merged.values())
             )
             for i, r in zip(idxs, results, strict=True):
                 out[i] = self._decision(s, r, built[i][3], sid)

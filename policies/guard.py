@@ -34,21 +34,33 @@ class Act:
     decision: Any
     outcome: dict[str, Any] = field(default_factory=dict)
     resource_id: str | None = None
+    dataset: str | None = None
+    dataset_version: int | None = None
 
 
-def _entry(actor: Actor, action: str, decision: Any, resource_type: str, resource_id: str | None,
-           purpose: str | None, experiment: str | None) -> dict[str, Any]:
+def _entry(
+    actor: Actor,
+    action: str,
+    decision: Any,
+    resource_type: str,
+    resource_id: str | None,
+    purpose: str | None,
+    experiment: str | None,
+    dataset: str | None,
+) -> dict[str, Any]:
     return {
+        "dataset": dataset,
         "actor": actor,
         "action": action,
         "resource_type": resource_type,
-        "resource_id": resource_id,
+        "resource_id": resource_id or "-",
         "allowed": bool(decision.allowed),
         "reasons": tuple(decision.reasons),
         "policy_version": decision.policy_version,
         "scenario": decision.scenario,
         "experiment": experiment,
         "purpose": purpose,
+        "dataset_version": None,
     }
 
 
@@ -68,26 +80,43 @@ def denied_detail(action: str, decision: Any) -> str:
 
 
 @contextmanager
-def authorized(session: Any, actor: Actor, action: str, resource: Any, context: Any = None, *,
-               resource_type: str, resource_id: str | None = None, purpose: str | None = None,
-               experiment: str | None = None, engine: Any = None) -> Iterator[Act]:
+def authorized(
+    session: Any,
+    actor: Actor,
+    action: str,
+    resource: Any,
+    context: Any = None,
+    *,
+    resource_type: str,
+    resource_id: str | None = None,
+    purpose: str | None = None,
+    experiment: str | None = None,
+    dataset: str | None = None,
+    engine: Any = None,
+) -> Iterator[Act]:
     """Authorise `action`, run the block, record the decision and its outcome in `session`."""
     decision = decide(actor, action, resource, context, engine=engine)
-    entry = _entry(actor, action, decision, resource_type, resource_id, purpose, experiment)
+    entry = _entry(actor, action, decision, resource_type, resource_id, purpose, experiment, dataset)
     if not decision.allowed:
         exc = Denied(denied_detail(action, decision), decision=decision)
         exc.audit_entry = entry  # type: ignore[attr-defined]
         raise exc
-    act = Act(decision=decision, resource_id=resource_id)
+    act = Act(decision=decision, resource_id=resource_id, dataset=dataset)
     try:
         yield act
     except DomainError as exc:
-        entry["resource_id"] = act.resource_id
+        _finish(entry, act)
         entry["outcome"] = {**act.outcome, "error": exc.type_slug}
         exc.audit_entry = entry  # type: ignore[attr-defined]
         raise
-    entry["resource_id"] = act.resource_id
+    _finish(entry, act)
     audit.record(session, **entry, outcome=act.outcome)
+
+
+def _finish(entry: dict[str, Any], act: Act) -> None:
+    entry["resource_id"] = act.resource_id or entry["resource_id"]
+    entry["dataset"] = act.dataset or entry["dataset"]
+    entry["dataset_version"] = act.dataset_version
 
 
 def track_actions(seen: set[str] | None) -> None:
