@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -125,6 +124,8 @@ def ndjson_stream(
     on_close: Callable[[StreamTotals], None] | None = None,
 ) -> Iterator[bytes]:
     """One JSON object per line (UTF-8); dates as YYYY-MM-DD, timestamps as ISO text."""
+    import duckdb  # lazy: only NDJSON needs it, and it costs every web worker tens of MB when imported
+
     con = duckdb.connect(config={"threads": 1})
     try:
         for batch in batches:
