@@ -1,0 +1,257 @@
+"""Query runner: runs guarded SQL in a separate, resource-limited worker process and returns Arrow results."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from common.errors import DomainError, Invalid, Timeout, TooLarge
+from sandbox import worker
+
+
+class WorkerCrashed(DomainError):
+    """The worker process died mid-query (killed, crashed, out of memory); it has been replaced."""
+
+    status = 503
+    type_slug = "sandbox-worker-failed"
+    title = "Sandbox worker failed"
+
+
+@dataclass(frozen=True)
+class ParquetFile:
+    """A plaintext Parquet file on disk, read by the worker."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class ParquetBytes:
+    """An already-decrypted Parquet file held in memory; sent to the worker over a pipe, never written."""
+
+    data: bytes = field(repr=False)
+
+
+TableSource = ParquetFile | ParquetBytes
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-query limits: wall clock, DuckDB memory and threads, row cap, worker address space."""
+
+    timeout_s: float = 10.0
+    memory_mb: int = 1024
+    threads: int = 2
+    max_rows: int = 10_000
+    address_space_mb: int = 8192  # RLIMIT_AS for the worker; generous because DuckDB reserves virtual memory
+    kill_grace_s: float = 2.0  # after the timeout, how long the interrupt may take before the kill
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What a query returned, capped at `Limits.max_rows` (`truncated` says whether rows were cut)."""
+
+    table: pa.Table = field(repr=False)
+    rows_scanned: int  # rows loaded into the cage from the tables the query was given
+    rows_returned: int
+    truncated: bool
+    elapsed_ms: float
+    run_ms: float = 0.0  # DuckDB execution time inside the worker
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.table.column_names)
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.table.to_pylist()
+
+
+class _Worker:
+    """One spawned worker process and the parent's end of its pipe."""
+
+    def __init__(self, address_space_mb: int) -> None:
+        ctx = multiprocessing.get_context("spawn")  # no fork: the worker inherits no parent state
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.address_space_mb = address_space_mb
+        self.process = ctx.Process(target=worker.serve, args=(child, address_space_mb), daemon=True)
+        self.process.start()
+        child.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.process.join(2)
+        self.kill()
+
+
+class SandboxRunner:
+    """A small pool of warm workers; each query runs in one, a worker that misbehaves is replaced."""
+
+    def __init__(self, limits: Limits | None = None, *, pool_size: int = 1) -> None:
+        self.limits = limits or Limits()
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._lock = threading.Lock()
+        self._all: set[_Worker] = set()
+        self._closed = False
+
+    def __enter__(self) -> SandboxRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def warm_up(self) -> None:
+        """Start one worker now, so the first query does not pay for the process start."""
+        with self._slots:
+            self._idle.put(self._take())
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of live workers (for operators and tests)."""
+        with self._lock:
+            return [w.process.pid for w in self._all if w.alive and w.process.pid]
+
+    def run(
+        self,
+        sql: str,
+        tables: dict[str, TableSource],
+        *,
+        columns: dict[str, set[str]] | None = None,
+        limits: Limits | None = None,
+    ) -> QueryResult:
+        """Run guarded `sql` over `tables`, loading only `columns` of each; raise Timeout/Invalid/WorkerCrashed."""
+        if self._closed:
+            raise RuntimeError("runner is closed")
+        lim = limits or self.limits
+        job = {
+            "sql": sql,
+            "tables": {name: _source(name, src, columns) for name, src in tables.items()},
+            "limits": {
+                "timeout_s": lim.timeout_s,
+                "memory_mb": lim.memory_mb,
+                "threads": lim.threads,
+                "max_rows": lim.max_rows,
+            },
+        }
+        started = time.perf_counter()
+        with self._slots:
+            w = self._take()
+            healthy = False
+            try:
+                reply = self._call(w, job, lim)
+                healthy = True
+            finally:
+                if healthy and w.alive:
+                    self._idle.put(w)
+                else:
+                    self._discard(w)
+        kind, payload = reply
+        if kind != "ok":
+            raise _error(kind, payload, lim)
+        table = pa.ipc.open_stream(payload["ipc"]).read_all()
+        return QueryResult(
+            table=table,
+            rows_scanned=payload["rows_scanned"],
+            rows_returned=table.num_rows,
+            truncated=payload["truncated"],
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+            run_ms=payload["run_ms"],
+        )
+
+    def close(self) -> None:
+        """Stop every worker."""
+        self._closed = True
+        with self._lock:
+            workers, self._all = list(self._all), set()
+        for w in workers:
+            w.stop()
+
+    def _take(self) -> _Worker:
+        while True:
+            try:
+                w = self._idle.get_nowait()
+            except queue.Empty:
+                w = _Worker(self.limits.address_space_mb)
+                with self._lock:
+                    self._all.add(w)
+                return w
+            if w.alive:
+                return w
+            self._discard(w)
+
+    def _discard(self, w: _Worker) -> None:
+        with self._lock:
+            self._all.discard(w)
+        w.kill()
+
+    def _call(self, w: _Worker, job: dict[str, Any], lim: Limits) -> tuple[str, Any]:
+        try:
+            w.conn.send(job)
+            # The worker interrupts itself at timeout_s; the grace covers loading and the interrupt itself.
+            if not w.conn.poll(lim.timeout_s + lim.kill_grace_s + _load_allowance(job)):
+                w.kill()
+                return "killed", None
+            return w.conn.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            w.process.join(1)
+            return "crashed", w.process.exitcode
+
+
+def _load_allowance(job: dict[str, Any]) -> float:
+    """Extra seconds to load the tables before the query's own clock starts (about 1 s per 100 MB)."""
+    size = sum(len(s["data"]) if s.get("data") is not None else _file_size(s["path"]) for s in job["tables"].values())
+    return 1.0 + size / 100e6
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _source(name: str, src: TableSource, columns: dict[str, set[str]] | None) -> dict[str, Any]:
+    cols = sorted(columns[name]) if columns is not None and name in columns else None
+    if isinstance(src, ParquetBytes):
+        return {"data": src.data, "columns": cols}
+    if isinstance(src, ParquetFile):
+        return {"path": os.fspath(src.path), "columns": cols}
+    raise Invalid(f"table '{name}': a source must be ParquetFile or ParquetBytes")
+
+
+def _error(kind: str, payload: Any, lim: Limits) -> DomainError:
+    if kind in ("timeout", "killed"):
+        return Timeout(
+            f"the query ran past its {lim.timeout_s:g} s time limit and was stopped; "
+            "filter earlier, aggregate before joining, or avoid cross joins",
+            extra={"limit_s": lim.timeout_s},
+        )
+    if kind == "memory":
+        return TooLarge(f"{payload}; filter or aggregate earlier so less data is held at once")
+    if kind == "crashed":
+        return WorkerCrashed(
+            f"the query's worker process died (exit code {payload}); it has been replaced. "
+            "If this repeats with the same query, simplify it",
+        )
+    if kind == "source":
+        return Invalid(payload)
+    return Invalid(f"query failed: {payload}")

@@ -1,0 +1,143 @@
+"""The caged side of the query runner: runs in its own process, one fresh in-memory DuckDB per job."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import threading
+import time
+from typing import Any
+
+# Settings applied to every connection before the query runs, then frozen by lock_configuration.
+# python_enable_replacements=false stops DuckDB from resolving unknown table names to Python objects
+# in this process; external access off refuses files, URLs, ATTACH, INSTALL and LOAD.
+_LOCKDOWN = (
+    "SET python_enable_replacements = false",
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET allow_community_extensions = false",
+    "SET enable_external_access = false",
+    "SET lock_configuration = true",
+)
+
+
+def _limit_process(address_space_mb: int) -> None:
+    """Kernel limits for the whole worker: address space, no files written, no core dumps."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's Ctrl-C is the parent's business
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past RLIMIT_FSIZE fails with EFBIG instead
+    limits = [(resource.RLIMIT_FSIZE, 0), (resource.RLIMIT_CORE, 0)]
+    if address_space_mb > 0:
+        limits.append((resource.RLIMIT_AS, address_space_mb * 1024 * 1024))
+    for what, value in limits:
+        try:
+            resource.setrlimit(what, (value, value))
+        except (ValueError, OSError):  # pragma: no cover - a platform without this limit
+            pass
+
+
+def _cpu_budget(seconds: float) -> None:
+    """Let this job use `seconds` more CPU; the kernel sends SIGXCPU (fatal) past it, a last-resort stop."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    spent = used.ru_utime + used.ru_stime
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = int(spent + seconds) + 1
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def _load(source: dict[str, Any], columns: list[str] | None) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # Decrypted bytes are read from memory; they never touch a file in this process.
+    # ParquetFile.read, not read_table: the latter imports pyarrow.dataset (seconds) and globs paths.
+    src = pa.BufferReader(source["data"]) if source.get("data") is not None else source["path"]
+    with pq.ParquetFile(src) as f:
+        return f.read(columns=columns)
+
+
+def run_job(job: dict[str, Any]) -> tuple[str, Any]:
+    """Run one job; return ("ok", payload) or (error kind, safe message)."""
+    import duckdb
+    import pyarrow as pa
+
+    limits = job["limits"]
+    started = time.perf_counter()
+    con = duckdb.connect(":memory:")
+    timer: threading.Timer | None = None
+    try:
+        con.execute(f"SET threads = {int(limits['threads'])}")
+        con.execute(f"SET memory_limit = '{int(limits['memory_mb'])}MB'")
+        con.execute("SET max_temp_directory_size = '0B'")  # no spilling to disk
+        scanned = 0
+        for name, source in job["tables"].items():
+            table = _load(source, source.get("columns"))
+            scanned += table.num_rows
+            con.register(name, table)
+        for stmt in _LOCKDOWN:
+            con.execute(stmt)
+        loaded_ms = (time.perf_counter() - started) * 1000
+        timer = threading.Timer(limits["timeout_s"], con.interrupt)
+        timer.daemon = True
+        timer.start()
+        _cpu_budget(limits["timeout_s"] * max(1, int(limits["threads"])) + 5)
+        max_rows = int(limits["max_rows"])
+        reader = con.sql(job["sql"]).to_arrow_reader(min(max_rows + 1, 100_000))
+        batches, count = [], 0
+        for batch in reader:
+            batches.append(batch)
+            count += batch.num_rows
+            if count > max_rows:
+                break
+        table = pa.Table.from_batches(batches, schema=reader.schema).slice(0, max_rows)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return "ok", {
+            "ipc": sink.getvalue().to_pybytes(),
+            "rows_scanned": scanned,
+            "truncated": count > max_rows,
+            "load_ms": loaded_ms,
+            "run_ms": (time.perf_counter() - started) * 1000 - loaded_ms,
+        }
+    except duckdb.InterruptException:
+        return "timeout", f"the query ran past its {limits['timeout_s']} s limit and was interrupted"
+    except (duckdb.OutOfMemoryException, MemoryError):
+        return "memory", f"the query needed more than its {limits['memory_mb']} MB memory limit"
+    except (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException) as e:
+        # These name tables and columns only, never row values.
+        return "query", f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    except duckdb.PermissionException:
+        return "query", "the query tried to reach files, the network or settings, which the sandbox forbids"
+    except duckdb.Error as e:
+        # Other DuckDB messages may quote a row value (e.g. a failed cast), so only the class is told.
+        return "query", f"the query failed in DuckDB ({type(e).__name__}); check casts and arithmetic"
+    except (OSError, ValueError, KeyError) as e:
+        return "source", f"a table source could not be read ({type(e).__name__})"
+    finally:
+        if timer is not None:
+            timer.cancel()
+        con.close()
+
+
+def serve(conn: Any, address_space_mb: int) -> None:
+    """Worker main loop: take jobs from the pipe until it closes or says stop."""
+    _limit_process(address_space_mb)
+    import duckdb  # noqa: F401  (import once, so the first job is not slower than the rest)
+    import pyarrow.parquet  # noqa: F401
+
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        try:
+            reply = run_job(job)
+        except MemoryError:
+            reply = ("memory", "the query needed more memory than the worker may use")
+        except Exception as e:  # a bug or an odd input must not end the worker loop
+            reply = ("query", f"the sandbox could not run the query ({type(e).__name__})")
+        conn.send(reply)
