@@ -122,7 +122,7 @@ REGISTRATIONS: dict[str, dict[str, Any]] = {
                                     "名称、法定代表人、注册资本、住所、登记状态。",
                      "category": "legal_person", "keywords": ["法人", "企业", "统一社会信用代码", "基础库"],
                      "department": "成都市市场监督管理局", "open_type": "unconditional",
-                     "share_type": "unconditional",
+                     "share_type": "conditional",
                      "contact": {"name": "信息中心", "email": "data@cdscjg.example.cn",
                                "phone": "028-12345679"}},
     "geospatial": {**_COMMON, "code": "510100-KJ-0001", "title": "公共服务兴趣点（样例）",

@@ -61,20 +61,30 @@ def unit_of_work(engine: Engine) -> Iterator[Session]:
 
     A domain error that carries a pending audit entry (a denial, a rejected upload) is recorded in a
     fresh transaction after the rollback, so refusals are in the log while nothing else persists.
+    Services that put files in place before the commit register undo callbacks in
+    `session.info["on_rollback"]`; they run when the transaction does not commit.
     """
     session = Session(engine, expire_on_commit=False)
     try:
         yield session
         session.commit()
     except DomainError as exc:
-        session.rollback()
+        _rollback(session)
         _record_refusal(engine, exc)
         raise
     except BaseException:
-        session.rollback()
+        _rollback(session)
         raise
     finally:
         session.close()
+
+
+def _rollback(session: Session) -> None:
+    try:
+        session.rollback()
+    finally:
+        for undo in reversed(session.info.pop("on_rollback", [])):
+            undo()
 
 
 def _record_refusal(engine: Engine, exc: DomainError) -> None:

@@ -28,6 +28,8 @@ PRINCIPALS = [
     ("admin", "510100-XXZX", "系统管理员"),
     ("department", "510100-GA", "公安局数据专员"),
     ("department", "510100-SCJG", "市场监管局数据专员"),
+    ("department", "510100-GH", "规划和自然资源局数据专员"),
+    ("department", "510100-ZWFW", "政务服务办数据专员"),
     ("operator", "510100-YY", "运营审核员"),
     ("enterprise", "91510100DEMO", "企业分析师"),
     ("auditor", "510100-SJ", "审计员"),
@@ -67,11 +69,11 @@ def bootstrap(settings: Settings) -> Bootstrap:
 
 
 def _load_samples(settings: Settings, engine) -> list[str]:  # type: ignore[no-untyped-def]
-    try:
-        from catalog import demo_data
-    except ModuleNotFoundError:
-        return []
-    return demo_data.load(settings=settings, engine=engine)
+    from catalog import demo_data
+    from gateway.state import load_keyring
+
+    return demo_data.load(uow=lambda: unit_of_work(engine), data_dir=settings.data_dir,
+                          keyring=load_keyring(settings))
 
 
 def print_banner(settings: Settings, boot: Bootstrap) -> None:

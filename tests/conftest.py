@@ -39,9 +39,7 @@ def db_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         path = tmp_path_factory.mktemp("tmpl") / "template.db"
         engine = db.make_engine(f"sqlite:///{path}")
         db.upgrade(engine)
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        engine.dispose()
+        engine.dispose()  # the last connection to close checkpoints the WAL into the file
         yield str(path)
         return
     name = f"pdg_tmpl_{_worker()}_{uuid.uuid4().hex[:6]}"
@@ -151,3 +149,37 @@ def make_principal(engine):  # type: ignore[no-untyped-def]
         return Who(actor=Actor(principal=p.code, role=role, org=org, name=p.name), token=token)
 
     return make
+
+
+@dataclass
+class AuditRow:
+    seq: int
+    principal: str
+    action: str
+    allowed: bool
+    reasons: list
+    outcome: dict
+    scenario: str | None
+    experiment: str | None
+    dataset: str | None
+
+
+def audit_rows(engine, **filters) -> list[AuditRow]:  # type: ignore[no-untyped-def]
+    """Every audit record matching `filters` (AuditQuery fields), oldest first, outcome decoded."""
+    import json
+
+    from audit.search import AuditQuery, search
+    from gateway.db import unit_of_work
+
+    rows: list = []
+    before = None
+    with unit_of_work(engine) as s:
+        while True:
+            page = search(s, AuditQuery(**filters, before_seq=before, limit=500))
+            rows.extend(page.items)
+            if len(page.items) < 500:
+                break
+            before = page.items[-1].seq
+    rows.sort(key=lambda r: r.seq)
+    return [AuditRow(r.seq, r.principal, r.action, r.allowed, json.loads(r.reasons), json.loads(r.outcome),
+                     r.scenario, r.experiment, r.dataset) for r in rows]
