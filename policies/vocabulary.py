@@ -237,7 +237,7 @@ def _masking_problems(
         out.append((path, f"tag {name}/{aud}: method none keeps grade {tag.grade}"))
     if m.result_grade is not None and not 1 <= m.result_grade <= tag.grade:
         out.append((path, f"tag {name}/{aud}: result_grade must be within 1..{tag.grade}"))
-    if tag.grade >= top and m.method == "none":
+    if tag.grade == top and m.method == "none":
         # Hard line: no raw column of the top grade ever leaves the gateway, whoever the audience.
         out.append((path, f"tag {name}/{aud}: a G{top} tag may never leave unmasked (method none)"))
     return out
