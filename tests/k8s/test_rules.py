@@ -328,8 +328,25 @@ def test_gateway_probes_and_migrations(docs: list[Doc]) -> None:
     assert gateway["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     assert [c["args"] for c in spec["initContainers"]] == [["db", "upgrade"]]
     mounts = {m["mountPath"]: m for m in gateway["volumeMounts"]}
-    assert mounts["/etc/pdg/keys"]["readOnly"] is True
     assert mounts["/etc/pdg/policies"]["readOnly"] is True
+    assert set(mounts) == {"/var/lib/pdg/data", "/etc/pdg/policies", "/tmp"}
+
+
+SECRET_SETTINGS = {"PDG_SECRET_KEY", "PDG_SIGNING_KEY_PEM", "PDG_KEK", "PDG_DATABASE_URL"}
+
+
+def test_secret_settings_come_only_from_secret_refs(docs: list[Doc]) -> None:
+    for d in docs:
+        if d["kind"] == "ConfigMap":
+            assert not SECRET_SETTINGS & set(d.get("data", {})), d["metadata"]["name"]
+    for pod in pod_templates(docs):
+        for c in pod.containers():
+            for e in c.get("env", []):
+                if e["name"] in SECRET_SETTINGS:
+                    assert "secretKeyRef" in e.get("valueFrom", {}), f"{pod.owner}/{c['name']}: {e['name']}"
+    (gateway,) = _pods(docs, "gateway")
+    names = {e["name"] for e in gateway.spec["containers"][0]["env"]}
+    assert names >= SECRET_SETTINGS, "the gateway needs its keyring, secret key and database URL"
 
 
 def test_hpa_owns_the_replica_count(docs: list[Doc]) -> None:
