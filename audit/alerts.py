@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from datetime import datetime, time, timedelta
+from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -50,9 +52,9 @@ def _off_hours(local: datetime, rules: AlertRules) -> bool:
     return (t >= start or t < end) if start > end else (start <= t < end)
 
 
-def _candidates(records: list, rules: AlertRules) -> list[dict]:  # type: ignore[type-arg]
+def _candidates(records: Sequence[Any], rules: AlertRules) -> list[dict]:
     """Alerts implied by the records (dicts with key, rule, severity, subject fields, seq range, count)."""
-    out: list[dict] = []  # type: ignore[type-arg]
+    out: list[dict] = []
     if rules.volume_per_org_per_hour:
         hours: dict[tuple[str, datetime], list[int]] = defaultdict(list)
         for r in records:
@@ -70,13 +72,14 @@ def _candidates(records: list, rules: AlertRules) -> list[dict]:  # type: ignore
                         first_seq=seqs[0],
                         last_seq=seqs[-1],
                         count=len(seqs),
-                        detail=f"{len(seqs)} records for {org} in the hour from {clock.local(hour):%Y-%m-%d %H:00} "
+                        detail=f"{len(seqs)} records for {org} in the hour from "
+                        f"{clock.local(hour):%Y-%m-%d %H:00} "
                         f"(Asia/Shanghai); threshold {rules.volume_per_org_per_hour}",
                     )
                 )
     if rules.denials_per_principal:
         window = timedelta(minutes=rules.denial_window_minutes)
-        recent: dict[str, deque] = defaultdict(deque)  # type: ignore[type-arg]
+        recent: dict[str, deque] = defaultdict(deque)
         for r in records:
             if r.allowed:
                 continue
@@ -117,7 +120,8 @@ def _candidates(records: list, rules: AlertRules) -> list[dict]:  # type: ignore
                     first_seq=r.seq,
                     last_seq=r.seq,
                     count=1,
-                    detail=f"{outcome.get('grade')} data read by {r.principal} at {local:%H:%M} (Asia/Shanghai)",
+                    detail=f"{outcome.get('grade')} data read by {r.principal} "
+                    f"at {local:%H:%M} (Asia/Shanghai)",
                 )
             )
         if rules.near_limit_flag and outcome.get(rules.near_limit_flag):
@@ -138,14 +142,14 @@ def _candidates(records: list, rules: AlertRules) -> list[dict]:  # type: ignore
     return out
 
 
-def evaluate_alerts(session: Session, since: datetime, rules: AlertRules | dict | None = None) -> list[Alert]:  # type: ignore[type-arg]
+def evaluate_alerts(session: Session, since: datetime, rules: AlertRules | dict | None = None) -> list[Alert]:
     """Raise the alerts implied by records since `since`; returns only the new ones (caller commits)."""
     rules = rules if isinstance(rules, AlertRules) else AlertRules.model_validate(rules or {})
     lock(session)  # one evaluator at a time, so an alert key is inserted once
     records = session.execute(
         select(_T).where(_T.c.time >= clock.as_utc(since), _T.c.action != ALERT_ACTION).order_by(_T.c.seq)
     ).all()
-    found: dict[str, dict] = {}  # type: ignore[type-arg]
+    found: dict[str, dict] = {}
     for c in _candidates(records, rules):
         found.setdefault(c["key"], c)  # the first record of a night (or window) names the alert
     if not found:

@@ -150,7 +150,7 @@ class ConsistencyProof:
 
 
 def _size(session: Session, tree_size: int | None) -> tuple[int, int | None]:
-    """(size, checkpoint id): the latest checkpoint's size by default; proofs should be against signed roots."""
+    """(size, checkpoint id): by default the latest checkpoint's size (proofs are against signed roots)."""
     if tree_size is None:
         cp = latest(session)
         if cp is None:

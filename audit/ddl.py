@@ -46,7 +46,8 @@ def install_guards(connection: Connection) -> None:
                 connection.execute(
                     text(
                         f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
-                        f"BEGIN SELECT RAISE(ABORT, '{op} on {table} refused: the audit log is append-only'); END"
+                        f"BEGIN SELECT RAISE(ABORT, '{op} on {table} refused: the log is append-only'); "
+                        "END"
                     )
                 )
     else:

@@ -53,7 +53,7 @@ _LIMITS = {
 
 
 def lock(session: Session) -> None:
-    """Take the audit append lock for the rest of the transaction (PostgreSQL; SQLite relies on BEGIN IMMEDIATE)."""
+    """Take the append lock until the transaction ends (PostgreSQL; SQLite relies on BEGIN IMMEDIATE)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
 

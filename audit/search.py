@@ -42,7 +42,7 @@ class Page:
     next_before_seq: int | None  # pass as before_seq for the next (older) page; None at the end
 
 
-def _where(q: AuditQuery) -> list:  # type: ignore[type-arg]
+def _where(q: AuditQuery) -> list:
     conds = []
     for name in (
         "principal",

@@ -225,6 +225,16 @@ def _check_checkpoints(
 class _Obj:
     """Attribute view of a checkpoint dict (what checkpoint_text expects)."""
 
+    id: int
+    tree_size: int
+    root_hash: str
+    chain_hash: str
+    time: str
+    key_id: str
+    prev_id: int
+    prev_digest: str
+    signature: str
+
     def __init__(self, raw: dict[str, Any]) -> None:
         for k in (
             "id",

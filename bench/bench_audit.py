@@ -15,16 +15,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import text  # noqa: E402
-from sqlmodel import Session  # noqa: E402
+from sqlalchemy import text
+from sqlmodel import Session
 
-import audit  # noqa: E402
-from audit.checkpoints import sign_checkpoint  # noqa: E402
-from audit.export import export  # noqa: E402
-from audit.verify import verify_export  # noqa: E402
-from common.actor import Actor  # noqa: E402
-from gmcrypto.keys import Keyring  # noqa: E402
-from tests.audit import _db  # noqa: E402
+import audit
+from audit.checkpoints import sign_checkpoint
+from audit.export import export
+from audit.verify import verify_export
+from common.actor import Actor
+from gmcrypto.keys import Keyring
+from tests.audit import _db
 
 ACTOR = Actor(
     principal="ent:bench", role="enterprise", org="ENT-B", request_id="r-123456", client_addr="10.1.2.3"
@@ -145,7 +145,8 @@ def main() -> None:
             "",
             f"## Verification of a {n:,}-record export",
             "",
-            f"- appending {args.records:,} records in batches of 5,000 (synchronous=OFF, setup only): {fill:.1f} s",
+            f"- appending {args.records:,} records in batches of 5,000 (synchronous=OFF, setup only): "
+            f"{fill:.1f} s",
             f"- first checkpoint over {args.records:,} records (cold subtree cache): {cold:.2f} s;"
             f" next checkpoint after 1,000 more: {warm * 1000:.0f} ms",
             f"- export to a directory: {exp:.1f} s ({n / exp:,.0f} records/s)",

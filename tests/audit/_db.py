@@ -1,4 +1,4 @@
-"""Engines for the audit tests: SQLite with WAL and BEGIN IMMEDIATE (as the gateway opens write sessions), PostgreSQL."""
+"""Audit test engines: SQLite (WAL, BEGIN IMMEDIATE, as the gateway writes) and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""An independent RFC 6962/9162 verifier for the tests: recursive definitions, SM3 straight from `cryptography`.
+"""An independent RFC 6962/9162 verifier for the tests: recursive definitions, SM3 from `cryptography`.
 
 It deliberately shares no code with audit.merkle or gmcrypto (own SM3 call, different algorithms);
 `gmssl_h` (pure-Python SM3) cross-checks the hash itself.

@@ -1,4 +1,4 @@
-"""Export and offline verification: any changed byte, deletion, reordering or insertion is caught and named."""
+"""Export and offline verification: changed bytes, deletion, reordering, insertion are caught and named."""
 
 from __future__ import annotations
 
@@ -131,7 +131,8 @@ def test_a_consistent_rewrite_is_caught_by_the_signed_root(exported: Path, keyri
         ('UPDATE audit_record SET outcome = \'{"rows":1,"grade":"G2"}\' WHERE seq = 17', 17),
         ("UPDATE audit_record SET allowed = false WHERE seq = 2", 2),
         (
-            "UPDATE audit_record SET leaf_hash = replace(leaf_hash, substr(leaf_hash, 1, 1), 'f') WHERE seq = 9",
+            "UPDATE audit_record SET leaf_hash = replace(leaf_hash, substr(leaf_hash, 1, 1), 'f') "
+            "WHERE seq = 9",
             9,
         ),
         ("UPDATE audit_record SET chain_hash = 'ff' || substr(chain_hash, 3) WHERE seq = 11", 11),
