@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
@@ -95,10 +96,8 @@ class _Worker:
         self.conn.close()
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.conn.send(None)
-        except OSError:
-            pass
         self.process.join(2)
         self.kill()
 
@@ -138,7 +137,7 @@ class SandboxRunner:
         columns: dict[str, set[str]] | None = None,
         limits: Limits | None = None,
     ) -> QueryResult:
-        """Run guarded `sql` over `tables`, loading only `columns` of each; raise Timeout/Invalid/WorkerCrashed."""
+        """Run guarded `sql` over `tables`, loading only `columns` of each; raises Timeout, Invalid, ..."""
         if self._closed:
             raise RuntimeError("runner is closed")
         lim = limits or self.limits
@@ -218,7 +217,9 @@ class SandboxRunner:
 
 def _load_allowance(job: dict[str, Any]) -> float:
     """Extra seconds to load the tables before the query's own clock starts (about 1 s per 100 MB)."""
-    size = sum(len(s["data"]) if s.get("data") is not None else _file_size(s["path"]) for s in job["tables"].values())
+    size = sum(
+        len(s["data"]) if s.get("data") is not None else _file_size(s["path"]) for s in job["tables"].values()
+    )
     return 1.0 + size / 100e6
 
 

@@ -1,4 +1,4 @@
-"""SQL guard: parse sandbox SQL with sqlglot and refuse anything but one read-only SELECT on granted columns."""
+"""SQL guard: parse sandbox SQL with sqlglot; allow only one read-only SELECT on granted columns."""
 
 from __future__ import annotations
 
@@ -21,34 +21,151 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Aggregates a sandbox query may use. Order statistics reveal one individual's value, so output control
 # allows them only on non-identifying columns (see output_control.VALUE_REVEALING).
 AGGREGATES: dict[type[exp.Expr], str] = {
-    exp.Count: "count", exp.CountIf: "count_if", exp.Sum: "sum", exp.Avg: "avg",
-    exp.Min: "min", exp.Max: "max", exp.Median: "median", exp.PercentileCont: "quantile_cont",
-    exp.Stddev: "stddev", exp.StddevSamp: "stddev_samp", exp.StddevPop: "stddev_pop",
-    exp.Variance: "variance", exp.VariancePop: "var_pop",
-}  # fmt: skip
+    exp.Count: "count",
+    exp.CountIf: "count_if",
+    exp.Sum: "sum",
+    exp.Avg: "avg",
+    exp.Min: "min",
+    exp.Max: "max",
+    exp.Median: "median",
+    exp.PercentileCont: "quantile_cont",
+    exp.Stddev: "stddev",
+    exp.StddevSamp: "stddev_samp",
+    exp.StddevPop: "stddev_pop",
+    exp.Variance: "variance",
+    exp.VariancePop: "var_pop",
+}
 # Scalar functions: pure, deterministic, no I/O, no catalog or settings access.
-SCALARS: frozenset[type[exp.Expr]] = frozenset({
-    exp.Abs, exp.Round, exp.Floor, exp.Ceil, exp.Sign, exp.Sqrt, exp.Ln, exp.Pow,
-    exp.Coalesce, exp.Nullif, exp.Greatest, exp.Least, exp.If, exp.Case, exp.Cast, exp.TryCast,
-    exp.Lower, exp.Upper, exp.Length, exp.Substring, exp.Trim, exp.Concat, exp.DPipe, exp.Left, exp.Right,
-    exp.Replace, exp.StartsWith, exp.Like, exp.ILike,
-    exp.Extract, exp.Year, exp.Month, exp.Day, exp.Quarter, exp.TimestampTrunc, exp.DateTrunc,
-    exp.DateDiff, exp.DateAdd, exp.DateSub, exp.DateFromParts, exp.TimeToStr, exp.StrToDate,
-    exp.CurrentDate, exp.Interval,
-})  # fmt: skip
+SCALARS: frozenset[type[exp.Expr]] = frozenset(
+    {
+        exp.Abs,
+        exp.Round,
+        exp.Floor,
+        exp.Ceil,
+        exp.Sign,
+        exp.Sqrt,
+        exp.Ln,
+        exp.Pow,
+        exp.Coalesce,
+        exp.Nullif,
+        exp.Greatest,
+        exp.Least,
+        exp.If,
+        exp.Case,
+        exp.Cast,
+        exp.TryCast,
+        exp.Lower,
+        exp.Upper,
+        exp.Length,
+        exp.Substring,
+        exp.Trim,
+        exp.Concat,
+        exp.DPipe,
+        exp.Left,
+        exp.Right,
+        exp.Replace,
+        exp.StartsWith,
+        exp.Like,
+        exp.ILike,
+        exp.Extract,
+        exp.Year,
+        exp.Month,
+        exp.Day,
+        exp.Quarter,
+        exp.TimestampTrunc,
+        exp.DateTrunc,
+        exp.DateDiff,
+        exp.DateAdd,
+        exp.DateSub,
+        exp.DateFromParts,
+        exp.TimeToStr,
+        exp.StrToDate,
+        exp.CurrentDate,
+        exp.Interval,
+    }
+)
 # Grammar nodes of a plain SELECT. Anything else (DDL, DML, COPY, PRAGMA, windows, lambdas...) is refused.
-STRUCTURE: frozenset[type[exp.Expr]] = frozenset({
-    exp.Select, exp.Union, exp.Intersect, exp.Except, exp.With, exp.CTE, exp.TableAlias, exp.Subquery,
-    exp.From, exp.Join, exp.Table, exp.Identifier, exp.Column, exp.Star, exp.Alias, exp.Where, exp.Group,
-    exp.Having, exp.Order, exp.Ordered, exp.Limit, exp.Offset, exp.Distinct, exp.Paren, exp.Tuple,
-    exp.Literal, exp.Boolean, exp.Null, exp.DataType, exp.DataTypeParam, exp.Filter, exp.Exists, exp.In,
-    exp.Between, exp.Is, exp.Not, exp.Neg, exp.And, exp.Or, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT,
-    exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.IntDiv, exp.Mod,
-    exp.Var,
-})  # fmt: skip
+STRUCTURE: frozenset[type[exp.Expr]] = frozenset(
+    {
+        exp.Select,
+        exp.Union,
+        exp.Intersect,
+        exp.Except,
+        exp.With,
+        exp.CTE,
+        exp.TableAlias,
+        exp.Subquery,
+        exp.From,
+        exp.Join,
+        exp.Table,
+        exp.Identifier,
+        exp.Column,
+        exp.Star,
+        exp.Alias,
+        exp.Where,
+        exp.Group,
+        exp.Having,
+        exp.Order,
+        exp.Ordered,
+        exp.Limit,
+        exp.Offset,
+        exp.Distinct,
+        exp.Paren,
+        exp.Tuple,
+        exp.Literal,
+        exp.Boolean,
+        exp.Null,
+        exp.DataType,
+        exp.DataTypeParam,
+        exp.Filter,
+        exp.Exists,
+        exp.In,
+        exp.Between,
+        exp.Is,
+        exp.Not,
+        exp.Neg,
+        exp.And,
+        exp.Or,
+        exp.EQ,
+        exp.NEQ,
+        exp.GT,
+        exp.GTE,
+        exp.LT,
+        exp.LTE,
+        exp.NullSafeEQ,
+        exp.NullSafeNEQ,
+        exp.Add,
+        exp.Sub,
+        exp.Mul,
+        exp.Div,
+        exp.IntDiv,
+        exp.Mod,
+        exp.Var,
+    }
+)
 _UNITS = frozenset(
-    "year years month months day days quarter week weeks hour hours minute minutes second seconds "
-    "dow doy isodow decade century".split()
+    [
+        "year",
+        "years",
+        "month",
+        "months",
+        "day",
+        "days",
+        "quarter",
+        "week",
+        "weeks",
+        "hour",
+        "hours",
+        "minute",
+        "minutes",
+        "second",
+        "seconds",
+        "dow",
+        "doy",
+        "isodow",
+        "decade",
+        "century",
+    ]
 )
 _TABLE_FUNCS = re.compile(r"^(read_|scan_|parquet_|glob$|sniff_|iceberg|delta_|query|range$|generate_series)")
 _CATALOG_FUNCS = re.compile(
@@ -91,7 +208,7 @@ def _refuse(reason: str) -> Invalid:
 
 
 def guard(sql: str, granted: dict[str, set[str]]) -> GuardedQuery:
-    """Validate `sql` against `granted` (table -> granted columns); raise Invalid with the reason if unsafe."""
+    """Validate `sql` against `granted` (table -> granted columns); raise Invalid saying why if unsafe."""
     if not isinstance(sql, str) or not sql.strip():
         raise _refuse("empty query; send one SELECT statement")
     if len(sql) > MAX_SQL_CHARS:
@@ -208,6 +325,8 @@ def _check_table(t: exp.Table) -> None:
 
 
 def _check_identifier(name: str, granted: dict[str, set[str]], ctes: set[str]) -> None:
+    if name.lower().startswith("__pdg"):
+        raise _refuse("names starting with __pdg are reserved for the sandbox")
     if _IDENT.match(name):
         return
     if name.lower() in granted or any(name.lower() in cols for cols in granted.values()):
@@ -252,7 +371,9 @@ class _Lineage:
             return [_merge(a.name, [a, b]) for a, b in zip(left, right, strict=False)]
         select = scope.expression
         assert isinstance(select, exp.Select)
-        aggregating = bool(select.args.get("group")) or any(_aggs_in(p, scope) for p in select.expressions)
+        aggregating = bool(select.args.get("group")) or any(
+            aggregates_in(p, scope) for p in select.expressions
+        )
         outs = []
         for proj in select.expressions:
             outs.append(self._column(scope, proj, aggregating))
@@ -271,7 +392,7 @@ class _Lineage:
             elif src is not None:
                 sources |= src.sources
                 derived.append(src)
-        aggs = _aggs_in(proj, scope)
+        aggs = aggregates_in(proj, scope)
         agg_inputs = []
         for a in aggs:
             arg_sources: set[str] = set()
@@ -283,8 +404,15 @@ class _Lineage:
         funcs = {AGGREGATES[type(a)] for a in aggs} | {f for d in derived for f in d.functions}
         inherited = tuple(x for d in derived for x in d.agg_inputs)
         if aggregating:
-            return OutputColumn(name, frozenset(sources), bool(aggs), not aggs, has_subquery,
-                                frozenset(funcs), tuple(agg_inputs) + inherited)  # fmt: skip
+            return OutputColumn(
+                name,
+                frozenset(sources),
+                bool(aggs),
+                not aggs,
+                has_subquery,
+                frozenset(funcs),
+                tuple(agg_inputs) + inherited,
+            )
         row_level = direct_base or has_subquery or any(d.row_level for d in derived)
         agg = bool(derived) and any(d.aggregate for d in derived) and not row_level
         key = bool(derived) and all(d.group_key for d in derived) and not row_level
@@ -320,7 +448,8 @@ def _columns_in(expr: exp.Expr, scope: Scope) -> list[exp.Column]:
     return [c for c in expr.find_all(exp.Column) if _in_scope(c, scope)]
 
 
-def _aggs_in(expr: exp.Expr, scope: Scope) -> list[exp.Expr]:
+def aggregates_in(expr: exp.Expr, scope: Scope) -> list[exp.Expr]:
+    """Aggregate calls in `expr` that belong to `scope` (not to nested subqueries)."""
     return [a for a in expr.find_all(*AGGREGATES) if _in_scope(a, scope)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import signal
 import threading
@@ -29,10 +30,8 @@ def _limit_process(address_space_mb: int) -> None:
     if address_space_mb > 0:
         limits.append((resource.RLIMIT_AS, address_space_mb * 1024 * 1024))
     for what, value in limits:
-        try:
+        with contextlib.suppress(ValueError, OSError):  # a platform without this limit
             resource.setrlimit(what, (value, value))
-        except (ValueError, OSError):  # pragma: no cover - a platform without this limit
-            pass
 
 
 def _cpu_budget(seconds: float) -> None:
