@@ -39,5 +39,8 @@ lint: venv
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy common gmcrypto audit identity policies catalog sandbox datarange gateway
 
+k8s-validate: venv  ## render every overlay and validate every manifest offline
+	bash scripts/validate-k8s.sh --install-tools
+
 clean:
 	rm -rf .venv .tools var .pytest_cache .mypy_cache .ruff_cache

@@ -103,6 +103,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Replicas and init containers may migrate at once: one at a time, the rest find it done.
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7364001)")
         cfg = alembic_config(conn)
         command.upgrade(cfg, revision)
 
