@@ -13,8 +13,8 @@ The API other layers use (re-exported here, imported lazily so `policies.actions
     engine.authorize(actor, action, resource, context=None, *, scenario=None) -> Decision
     engine.authorize_batch([(actor, action, resource, context), ...], *, scenario=None) -> [Decision]
     engine.require(actor, action, resource, context=None, *, scenario=None) -> Decision, else Denied
-    Resource.dataset(code, category=, grade=, open_type=, share_type=, owner=) · Resource.organisation(code, kind)
-    Resource.audit_log() · Resource.scenario(id)
+    Resource.dataset(code, category=, grade=, open_type=, share_type=, owner=)
+    Resource.organisation(code, kind) · Resource.audit_log() · Resource.scenario(id)
     Context(grant=Grant(...), purpose=, columns=, raw_grade=, requester=, requester_org=, requester_role=,
             scenario=, at=)
     Decision(allowed, reasons, policy_version, scenario, action, errors)

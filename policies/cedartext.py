@@ -7,8 +7,8 @@ cedarpy reports parse errors without a position and validation errors by positio
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import cedarpy
@@ -138,6 +138,4 @@ def by_action(text: str, names: Iterable[str]) -> dict[str, str]:
         est = json.loads(cedarpy.policies_to_json_str(st.text))
         bodies = [*est.get("staticPolicies", {}).values(), *est.get("templates", {}).values()]
         scopes.append((st.text, [b["action"] for b in bodies]))
-    return {
-        name: "\n".join(t for t, acts in scopes if any(_admits(a, name) for a in acts)) for name in names
-    }
+    return {name: "\n".join(t for t, acts in scopes if any(_admits(a, name) for a in acts)) for name in names}

@@ -152,7 +152,7 @@ def check_scenario(path: Path, schema: str | None, baseline_ids: set[str], vocab
     if out:
         return out
     try:
-        data, scn, problems = overlays.read_file(path)
+        _data, scn, problems = overlays.read_file(path)
     except ValidationError as exc:  # pragma: no cover - read_file catches these
         return _pydantic(path, root, exc)
     out.extend(

@@ -33,7 +33,7 @@ TYPES = vocab_mod.TYPES
 
 @dataclass(frozen=True)
 class Resource:
-    """What an action applies to. Build it with `dataset()`, `organisation()`, `audit_log()` or `scenario()`."""
+    """What an action applies to: build it with dataset(), organisation(), audit_log() or scenario()."""
 
     type: str
     id: str
@@ -215,7 +215,8 @@ def _read(directory: Path) -> _Loaded:
     ids = {p.id for p in cedartext.policies(text) if p.id}
     scenarios = overlays.load_dir(directory, schema=schema, baseline_ids=ids)
     sets: dict[tuple[str | None, str], cedarpy.PolicySet] = {}
-    texts = {None: text, **{sid: f"{text}\n{scn.overlay}" for sid, scn in scenarios.items()}}
+    texts: dict[str | None, str] = {None: text}
+    texts.update({sid: f"{text}\n{scn.overlay}" for sid, scn in scenarios.items()})
     for sid, full in texts.items():
         for name, part in cedartext.by_action(full, actions.ACTIONS).items():
             sets[(sid, name)] = cedarpy.PolicySet.from_str(part)
@@ -338,7 +339,7 @@ class Engine:
         *,
         scenario: str | None = None,
     ) -> Decision:
-        """May `actor` do `action` on `resource` now? Baseline rules plus the overlay of `scenario`, if any."""
+        """May `actor` do `action` on `resource` now? Baseline rules plus the `scenario` overlay, if any."""
         s = self._s
         req, entities, sid = self._request(s, actor, action, resource, context, scenario)
         return self._decision(s, cedarpy.is_authorized(req, s.sets[(sid, action)], entities), action, sid)

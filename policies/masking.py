@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,6 +22,7 @@ from policies import vocabulary as vocab_mod
 STR = pa.large_string()
 MASK = pa.scalar("*", STR)
 EMPTY = pa.scalar("", STR)
+STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
 # Province (optional) · city or prefecture (optional) · the first district/county/county-level city.
 # Every part is bounded, so a match never reaches past ADDRESS_PREFIX characters: matching the prefix
 # is exactly matching the whole address, which lets us match each distinct prefix once.
@@ -46,14 +48,20 @@ def _arrow(s: pd.Series) -> pa.Array:
         arr = pa.array(s.astype("string").array, from_pandas=True)
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
+    if pa.types.is_floating(arr.type):
+        # pandas turns integers with gaps into floats; 13812345678.0 must still read "13812345678".
+        finite = pc.drop_null(arr)
+        integral = pc.and_(pc.is_finite(finite), pc.equal(pc.floor(finite), finite))
+        if len(finite) == 0 or pc.all(integral).as_py():
+            arr = pc.cast(arr, pa.int64())
     # One string type throughout (pandas' own), so element-wise kernels never see a mix.
     return arr if arr.type == STR else pc.cast(arr, STR)
 
 
 def _series(arr: pa.Array | pa.ChunkedArray, like: pd.Series) -> pd.Series:
-    """Back to a pandas Series with `like`'s index and name, pandas' default string dtype."""
-    out = pd.Series(arr.to_pandas(), index=like.index, name=like.name, copy=False)
-    return out.astype("str") if out.dtype != "str" else out
+    """Back to a Series with `like`'s index and name, in pandas' default (Arrow-backed) string dtype."""
+    values = pd.arrays.ArrowStringArray(arr if arr.type == STR else pc.cast(arr, STR), dtype=STR_DTYPE)
+    return pd.Series(values, index=like.index, name=like.name, copy=False)
 
 
 def _stars(n: pa.Array) -> pa.Array:
@@ -106,7 +114,7 @@ def _extract(arr: pa.Array, pattern: str) -> dict[str, pa.Array]:
 
 
 def generalise_address(s: pd.Series) -> pd.Series:
-    """Cut an address after its first district/county component (`四川省成都市武侯区…` -> `四川省成都市武侯区`)."""
+    """Cut an address after its first district or county: 四川省成都市武侯区人民南路 -> 四川省成都市武侯区."""
     arr = _arrow(s)
     # Regex extraction costs ~0.5 µs a row and addresses repeat their first characters: extract over the
     # distinct prefixes once and map back (exact, since a match never reaches past the prefix).
@@ -150,7 +158,7 @@ def email(s: pd.Series) -> pd.Series:
 
 
 def pseudonym(s: pd.Series, key: bytes, hex_len: int = 16) -> pd.Series:
-    """Keyed pseudonym: HMAC-SM3(key, value) in hex, truncated; stable under one key, unlinkable across keys."""
+    """Keyed pseudonym: HMAC-SM3(key, value), hex, truncated; stable per key, unlinkable across keys."""
     if not isinstance(key, bytes | bytearray) or len(key) < 16:
         raise Invalid("a pseudonym key must be at least 16 random bytes, one per grant")
     arr = _arrow(s)

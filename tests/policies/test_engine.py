@@ -1,4 +1,4 @@
-"""The decision point: hard lines, scenarios, overlays that cannot relax forbids, versions, reloads, errors."""
+"""The decision point: hard lines, scenarios, overlays that cannot relax forbids, versions, reloads."""
 
 from __future__ import annotations
 
@@ -21,13 +21,22 @@ ENTERPRISE = Actor("p-ent", "enterprise", "91510100-ACME")
 OPERATOR = Actor("p-op", "operator", "510100-OPS")
 
 
-def ds(grade: int = 3, ot: str = "conditional", st: str = "conditional", category: str = "population") -> Resource:
-    return Resource.dataset("pop-1", category=category, grade=grade, open_type=ot, share_type=st, owner="510100-GA")
+def ds(
+    grade: int = 3, ot: str = "conditional", st: str = "conditional", category: str = "population"
+) -> Resource:
+    return Resource.dataset(
+        "pop-1", category=category, grade=grade, open_type=ot, share_type=st, owner="510100-GA"
+    )
 
 
 def grant_for(actor: Actor, **kw: object) -> Grant:
-    base: dict = dict(org=actor.org, datasets={"pop-1"}, purpose="research", expires_at=NOW + timedelta(days=1),
-                      columns={"name", "age"})  # fmt: skip
+    base: dict = dict(
+        org=actor.org,
+        datasets={"pop-1"},
+        purpose="research",
+        expires_at=NOW + timedelta(days=1),
+        columns={"name", "age"},
+    )
     base.update(kw)
     return Grant(**base)
 
@@ -56,14 +65,26 @@ def test_default_deny_has_no_reasons_and_require_raises_denied(engine: Engine) -
     ("actor", "action", "context", "rule"),
     [
         (OWNER, "dataset:read_shared", Context(raw_grade=4), "hard.g4_raw_never_leaves"),
-        (ENTERPRISE, "export:create", Context(raw_grade=4, grant=grant_for(ENTERPRISE)), "hard.g4_raw_never_leaves"),
+        (
+            ENTERPRISE,
+            "export:create",
+            Context(raw_grade=4, grant=grant_for(ENTERPRISE)),
+            "hard.g4_raw_never_leaves",
+        ),
         (OWNER, "request:approve", Context(requester="p-owner"), "hard.no_self_approval"),
-        (OWNER, "request:approve", Context(requester="p-other", requester_org="510100-GA"), "hard.no_self_approval"),
+        (
+            OWNER,
+            "request:approve",
+            Context(requester="p-other", requester_org="510100-GA"),
+            "hard.no_self_approval",
+        ),
         (OWNER, "export:review", Context(requester="p-owner"), "hard.no_self_approval"),
         (OPERATOR, "export:review", Context(raw_grade=3), "hard.operator_never_reads_raw"),
     ],
 )
-def test_hard_lines_deny_with_their_id(engine: Engine, actor: Actor, action: str, context: Context, rule: str) -> None:
+def test_hard_lines_deny_with_their_id(
+    engine: Engine, actor: Actor, action: str, context: Context, rule: str
+) -> None:
     d = engine.authorize(actor, action, ds(grade=4), context)
     assert not d.allowed and rule in d.reasons
 
@@ -71,7 +92,10 @@ def test_hard_lines_deny_with_their_id(engine: Engine, actor: Actor, action: str
 def test_closed_data_stays_with_its_owner(engine: Engine) -> None:
     closed = ds(ot="closed", st="closed")
     g = grant_for(HEALTH)
-    assert "hard.closed_not_shared" in engine.authorize(HEALTH, "dataset:read_shared", closed, Context(grant=g)).reasons
+    assert (
+        "hard.closed_not_shared"
+        in engine.authorize(HEALTH, "dataset:read_shared", closed, Context(grant=g)).reasons
+    )
     assert "hard.closed_not_shared" in engine.authorize(HEALTH, "request:create", closed).reasons
     assert "hard.closed_not_opened" in engine.authorize(ENTERPRISE, "request:create", closed).reasons
     assert "hard.closed_not_opened" in engine.authorize(Actor.public(), "dataset:read_open", closed).reasons
@@ -83,7 +107,9 @@ def test_grant_must_cover_org_dataset_and_columns(engine: Engine) -> None:
     ok = Context(grant=grant_for(ENTERPRISE), columns={"name"}, at=NOW)
     assert engine.authorize(ENTERPRISE, "workspace:query", r, ok).allowed
     for bad in (
-        Context(grant=grant_for(ENTERPRISE), columns={"name", "id_number"}, at=NOW),  # column outside the grant
+        Context(
+            grant=grant_for(ENTERPRISE), columns={"name", "id_number"}, at=NOW
+        ),  # column outside the grant
         Context(grant=grant_for(ENTERPRISE, org="91510100-OTHER"), at=NOW),  # someone else's grant
         Context(grant=grant_for(ENTERPRISE, datasets={"pop-2"}), at=NOW),  # another dataset
         Context(grant=grant_for(ENTERPRISE, expires_at=NOW), at=NOW),  # expires this very second
@@ -97,15 +123,30 @@ def test_scenario_opens_sharing_only_for_participants_scope_and_purpose(engine: 
     ctx = Context(purpose="epidemic_response", raw_grade=3)
     assert not engine.authorize(HEALTH, "dataset:read_shared", ds(), ctx).allowed
     d = engine.authorize(HEALTH, "dataset:read_shared", ds(), ctx, scenario=scn)
-    assert d.allowed and d.scenario == scn and d.reasons == ("scenario.public_health_emergency.share_population",)
-    assert engine.authorize(HEALTH, "dataset:read_shared", ds(), Context(purpose="epidemic_response", scenario=scn)).allowed
-    assert not engine.authorize(TAX, "dataset:read_shared", ds(), ctx, scenario=scn).allowed  # not a participant
+    assert (
+        d.allowed
+        and d.scenario == scn
+        and d.reasons == ("scenario.public_health_emergency.share_population",)
+    )
+    assert engine.authorize(
+        HEALTH, "dataset:read_shared", ds(), Context(purpose="epidemic_response", scenario=scn)
+    ).allowed
+    assert not engine.authorize(
+        TAX, "dataset:read_shared", ds(), ctx, scenario=scn
+    ).allowed  # not a participant
     wrong_purpose = Context(purpose="marketing", raw_grade=3)
     assert not engine.authorize(HEALTH, "dataset:read_shared", ds(), wrong_purpose, scenario=scn).allowed
     other = ds(category="legal_person")
-    assert not engine.authorize(HEALTH, "dataset:read_shared", other, ctx, scenario=scn).allowed  # out of scope
-    assert not engine.authorize(HEALTH, "dataset:read_shared", ds(grade=4), Context(purpose="epidemic_response",
-                                raw_grade=4), scenario=scn).allowed  # fmt: skip
+    assert not engine.authorize(
+        HEALTH, "dataset:read_shared", other, ctx, scenario=scn
+    ).allowed  # out of scope
+    assert not engine.authorize(
+        HEALTH,
+        "dataset:read_shared",
+        ds(grade=4),
+        Context(purpose="epidemic_response", raw_grade=4),
+        scenario=scn,
+    ).allowed
 
 
 PERMIT_ALL = """id: open_everything
@@ -135,7 +176,13 @@ def test_an_overlay_cannot_relax_a_hard_line(policy_dir: Path) -> None:
         (OPERATOR, "workspace:query", ds(), Context(raw_grade=3), "hard.operator_never_reads_raw"),
         (HEALTH, "dataset:read_shared", ds(st="closed"), Context(), "hard.closed_not_shared"),
         (Actor.public(), "dataset:read_open", ds(ot="closed"), Context(), "hard.closed_not_opened"),
-        (Actor.public(), "dataset:read_open", ds(ot="unconditional"), Context(raw_grade=3), "hard.open_edition_is_g1"),
+        (
+            Actor.public(),
+            "dataset:read_open",
+            ds(ot="unconditional"),
+            Context(raw_grade=3),
+            "hard.open_edition_is_g1",
+        ),
     ]
     for actor, action, resource, ctx, rule in cases:
         d = e.authorize(actor, action, resource, ctx, scenario=scn)
@@ -143,7 +190,9 @@ def test_an_overlay_cannot_relax_a_hard_line(policy_dir: Path) -> None:
 
 
 def test_an_overlay_with_forbid_is_refused(policy_dir: Path) -> None:
-    text = PERMIT_ALL.replace("permit (principal, action, resource);", "forbid (principal, action, resource);")
+    text = PERMIT_ALL.replace(
+        "permit (principal, action, resource);", "forbid (principal, action, resource);"
+    )
     (policy_dir / "scenarios" / "open_everything.yaml").write_text(text, encoding="utf-8")
     with pytest.raises(Invalid, match="only add permit rules"):
         Engine.load(policy_dir)
@@ -166,9 +215,15 @@ def test_errors_are_loud_not_silent_denies(engine: Engine) -> None:
 
 def test_every_registered_action_is_permitted_to_someone(engine: Engine) -> None:
     admin, auditor = Actor.system("t"), Actor("p-aud", "auditor", "510100-SJJ")
-    resources = {"Dataset": ds(ot="unconditional"), "Organisation": Resource.organisation("91510100-ACME", "enterprise"),
-                 "AuditLog": Resource.audit_log(), "Scenario": Resource.scenario("natural_disaster")}  # fmt: skip
-    ctx = Context(grant=grant_for(ENTERPRISE), requester="p-x", requester_role="enterprise", raw_grade=1, at=NOW)
+    resources = {
+        "Dataset": ds(ot="unconditional"),
+        "Organisation": Resource.organisation("91510100-ACME", "enterprise"),
+        "AuditLog": Resource.audit_log(),
+        "Scenario": Resource.scenario("natural_disaster"),
+    }
+    ctx = Context(
+        grant=grant_for(ENTERPRISE), requester="p-x", requester_role="enterprise", raw_grade=1, at=NOW
+    )
     for name, spec in actions.ACTIONS.items():
         who = [OWNER, HEALTH, ENTERPRISE, OPERATOR, admin, auditor, Actor.public()]
         assert any(engine.authorize(a, name, resources[spec.resource], ctx).allowed for a in who), name
@@ -208,10 +263,12 @@ def test_reload_keeps_old_policies_when_a_file_is_broken(policy_dir: Path) -> No
     cedar = policy_dir / "access.cedar"
     good = cedar.read_text()
     cedar.write_text(good.replace("principal.role", "principal.rol", 1))
-    with pytest.raises(Invalid, match="access.cedar:[0-9]+: .*rol"):
+    with pytest.raises(Invalid, match=r"access\.cedar:[0-9]+: .*rol"):
         e.reload()
     assert e.policy_version == old
-    assert e.authorize(Actor.public(), "dataset:read_open", ds(ot="unconditional"), Context(raw_grade=1)).allowed
+    assert e.authorize(
+        Actor.public(), "dataset:read_open", ds(ot="unconditional"), Context(raw_grade=1)
+    ).allowed
     cedar.write_text(good + "\n// reviewed\n")
     assert e.reload() != old and e.policy_version != old
 
