@@ -149,7 +149,7 @@ def _conform(
     formula: dict[str, list[int]] = {}
     formula_count: dict[str, int] = {}
     rows = 0
-    with pq.ParquetWriter(part, out_schema, compression="zstd") as writer:
+    with pq.ParquetWriter(part, out_schema, compression="zstd", compression_level=1) as writer:
         buffered: list[pa.RecordBatch] = []
         for batch in _batches(source):
             n = batch.num_rows
