@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlmodel import Session, func, select
 
-from catalog import service, storage
+from catalog import reader, service, storage
 from catalog.fields import Schema
 from catalog.models import Dataset, DatasetVersion
 from common import clock
@@ -115,6 +115,7 @@ def prepare(ds: Dataset, upload: Upload, work: Path, *, keyring: Any, limits: An
     if ds.open_type == "unconditional":
         open_rows = derive_open_edition(plain, out / storage.OPEN, schema)
         open_digest = _file_digest(out / storage.OPEN)
+        reader.prepare(out / storage.OPEN)  # build the row store now, not on the first public request
     size = plain.stat().st_size
     encrypted = service.grade_level(ds.grade) >= ENCRYPT_FROM_LEVEL
     if encrypted:

@@ -65,13 +65,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
-        headers = None
-        extra = {k: v for k, v in exc.extra.items() if k != "retry_after"}
+        headers: dict[str, str] = {}
+        # Extras that belong in headers, not in the body.
+        extra = {k: v for k, v in exc.extra.items() if k not in ("retry_after", "content_range")}
         if "retry_after" in exc.extra:
-            headers = {"Retry-After": str(exc.extra["retry_after"])}
+            headers["Retry-After"] = str(exc.extra["retry_after"])
+        if "content_range" in exc.extra:
+            headers["Content-Range"] = str(exc.extra["content_range"])
         if exc.status == 401:
-            headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="pdg"'}
-        return problem(exc.status, exc.type_slug, exc.title, exc.detail, request=request, headers=headers,
+            headers["WWW-Authenticate"] = 'Bearer realm="pdg"'
+        return problem(exc.status, exc.type_slug, exc.title, exc.detail, request=request, headers=headers or None,
                        **extra)
 
     @app.exception_handler(RequestValidationError)

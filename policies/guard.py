@@ -123,3 +123,48 @@ def track_actions(seen: set[str] | None) -> None:
     """Tests: start (a set) or stop (None) collecting the actions services authorised."""
     global _SEEN
     _SEEN = seen
+
+
+def allow_or_raise(
+    actor: Actor,
+    action: str,
+    resource: Any,
+    context: Any = None,
+    *,
+    resource_type: str,
+    resource_id: str | None = None,
+    dataset: str | None = None,
+    purpose: str | None = None,
+    engine: Any = None,
+) -> dict[str, Any]:
+    """Decide now and record later: for streamed reads whose outcome (rows, bytes) is known only at the end.
+
+    Returns the pending audit entry for `record_entry`; a denial raises `Denied` (logged by the unit of work).
+    """
+    decision = decide(actor, action, resource, context, engine=engine)
+    entry = _entry(actor, action, decision, resource_type, resource_id, purpose, None, dataset)
+    if not decision.allowed:
+        exc = Denied(denied_detail(action, decision), decision=decision)
+        exc.audit_entry = entry  # type: ignore[attr-defined]
+        raise exc
+    return entry
+
+
+def record_entry(
+    session: Any, entry: dict[str, Any], *, outcome: dict[str, Any], dataset_version: int | None = None
+) -> None:
+    """Write a pending entry from `allow_or_raise` with its final outcome."""
+    audit.record(session, **{**entry, "dataset_version": dataset_version}, outcome=outcome)
+
+
+def decide_many(
+    actor: Actor, action: str, resources: list[Any], context: Any = None, *, engine: Any = None
+) -> list[Any]:
+    """Decisions for many resources at once (filtering a listing); not audited one by one."""
+    from policies.engine import get_engine
+
+    spec(action)
+    if _SEEN is not None:
+        _SEEN.add(action)
+    eng = engine or get_engine()
+    return list(eng.authorize_batch([(actor, action, r, context) for r in resources]))

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import JSONResponse
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import select
 
 import identity
 from catalog import publish as publishing
-from catalog import service
+from catalog import dcat, search, service
 from catalog.schemas import DatasetCreate, DatasetOut, DatasetUpdate, VersionOut
 from common.errors import BadRequest, Unsupported
 from gateway.deps import CtxDep, PrincipalCtxDep
@@ -37,6 +38,54 @@ def register(body: DatasetCreate, c: PrincipalCtxDep) -> DatasetOut:
         org = s.exec(select(identity.Organisation).where(identity.Organisation.code == c.actor.org)).first()
         ds = service.register(s, actor=c.actor, data=body, org_name=org.name if org else None)
         return service.to_out(ds)
+
+
+@router.get("/datasets", summary="Search the catalog: full text, facets, sort, pages")
+def search_datasets(
+    c: CtxDep, request: Request,
+    q: Annotated[str, Query(max_length=200, description="words to find in titles, descriptions, keywords, "
+                                                         "field labels (Chinese or English)")] = "",
+    category: str | None = None, department: str | None = None, grade: str | None = None,
+    open_type: str | None = None, update_cycle: str | None = None, format: str | None = None,  # noqa: A002
+    sort: str = "relevance", page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    size: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    filters = {k: v for k, v in {"category": category, "department": department, "grade": grade,
+                                 "open_type": open_type, "update_cycle": update_cycle, "format": format}.items()
+               if v is not None}
+    with c.uow() as s:
+        res = search.search(s, actor=c.actor, query=search.SearchQuery(q=q, filters=filters, sort=sort, page=page,
+                                                                     size=size))
+    next_link = None
+    if page * size < res.total:
+        next_link = str(request.url.include_query_params(page=page + 1))
+    return {"data": [service.to_out(d).model_dump(mode="json") for d in res.items],
+            "links": {"self": str(request.url), "next": next_link},
+            "meta": {"total": res.total, "page": page, "size": size, "facets": res.facets}}
+
+
+@router.get("/dcat", summary="The catalog as DCAT-AP 3 JSON-LD")
+def dcat_catalog(c: CtxDep, request: Request) -> JSONResponse:
+    with c.uow() as s:
+        res = search.search(s, actor=c.actor, query=search.SearchQuery(sort="code", size=100_000))
+    return JSONResponse(dcat.catalog_document(res.items, _base(request)), media_type="application/ld+json")
+
+
+@router.get("/datasets/{code}/dcat", summary="One dataset as DCAT-AP 3 JSON-LD")
+def dcat_dataset(code: str, c: CtxDep, request: Request) -> JSONResponse:
+    with c.uow() as s:
+        ds = service.read(s, actor=c.actor, code=code)
+    return JSONResponse(dcat.dataset_document(ds, _base(request)), media_type="application/ld+json")
+
+
+@router.get("/datasets/{code}/dictionary", summary="The data dictionary: fields, tags, what the public sees")
+def data_dictionary(code: str, c: CtxDep) -> dict[str, Any]:
+    with c.uow() as s:
+        return dcat.dictionary(service.read(s, actor=c.actor, code=code))
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
 
 
 @router.get("/datasets/{code}", response_model=DatasetOut, summary="A dataset's metadata and data dictionary")
