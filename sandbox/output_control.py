@@ -161,15 +161,16 @@ def _add_k(scope: Scope | None, identity: dict[str, str]) -> None:
             )
         if sel.args.get("group") or _has_own_agg(scope):
             break
-        derived = [s for s in scope.sources.values() if isinstance(s, Scope)]
-        if len(scope.sources) != 1 or len(derived) != 1 or sel.args.get("distinct"):
+        selected = {name: src for name, (_, src) in scope.selected_sources.items()}
+        derived = [s for s in selected.values() if isinstance(s, Scope)]
+        if len(selected) != 1 or len(derived) != 1 or sel.args.get("distinct"):
             raise _Unsupported("put the aggregation in the outermost query (or under plain SELECTs over it)")
-        chain.append((sel, next(iter(scope.sources))))
+        chain.append((sel, next(iter(selected))))
         scope = derived[0]
     if scope is None:
         raise _Unsupported("no aggregation found")
     ids = []
-    for alias, src in scope.sources.items():
+    for alias, (_, src) in scope.selected_sources.items():
         ids.extend(_identity_exprs(alias, src, identity))
     if not ids:
         raise _Unsupported(
@@ -200,7 +201,7 @@ def _identity_exprs(alias: str, src: exp.Table | Scope, identity: dict[str, str]
     ):
         return []  # an aggregated or DISTINCT source no longer holds one row per individual
     out = []
-    for inner_alias, inner in src.sources.items():
+    for inner_alias, (_, inner) in src.selected_sources.items():
         for e in _identity_exprs(inner_alias, inner, identity):
             name = f"{_ID_PREFIX}{len(sel.expressions)}"
             sel.select(exp.alias_(e, name, quoted=True), copy=False)

@@ -489,6 +489,8 @@ def _analyse(tree: exp.Expr, granted: dict[str, set[str]]) -> GuardedQuery:
     if unknown:
         raise _refuse(f"table '{sorted(unknown)[0]}' is not granted to you")
     outputs = tuple(lineage.outputs(root))
+    if not outputs:
+        raise _refuse("the query selects no columns")
     names = [o.name.lower() for o in outputs]
     if len(set(names)) != len(names):
         raise _refuse("output column names must be unique; add aliases (AS name)")
