@@ -68,7 +68,10 @@ def test_worker_crash_reported_and_replaced(sources) -> None:
 
 def test_memory_limit_reported(runner, population) -> None:
     big = {"population": ParquetBytes(parquet_bytes(population))}
-    sql = "select count(distinct a.id_number || b.id_number || c.id_number) as n from population a, population b, population c"
+    sql = (
+        "select count(distinct a.id_number || b.id_number || c.id_number) as n "
+        "from population a, population b, population c"
+    )
     with pytest.raises(TooLarge) as err:
         runner.run(sql, big, limits=Limits(memory_mb=16, timeout_s=20, threads=1))
     assert "16 MB memory limit" in err.value.detail

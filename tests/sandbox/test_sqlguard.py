@@ -45,8 +45,8 @@ def test_row_level_column_marked() -> None:
 
 def test_join_reads_both_tables() -> None:
     g = guard(
-        "select c.cert_type, count(*) as n from population p join certificates c on p.id_number = c.holder_id "
-        "group by all",
+        "select c.cert_type, count(*) as n from population p join certificates c "
+        "on p.id_number = c.holder_id group by all",
         GRANTED,
     )
     assert g.tables == ("certificates", "population")
