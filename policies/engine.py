@@ -10,10 +10,12 @@ scenario in force. An unknown action is a programming error (KeyError), not a si
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +190,14 @@ class _Loaded:
     rule_ids: frozenset[str]
 
 
+@lru_cache(maxsize=4096)
+def _entities(principal: str, role: str, org: str, resource: Resource) -> cedarpy.Entities:
+    """The parsed entity pair for one principal and resource; parsing is a third of a decision's cost."""
+    user = {"uid": {"type": "User", "id": principal}, "attrs": {"uid": principal, "role": role, "org": org},
+            "parents": []}  # fmt: skip
+    return cedarpy.Entities.from_json_str(json.dumps([user, resource.entity()]))
+
+
 def policy_files(directory: Path) -> list[Path]:
     """The files that make up a policy version, in a stable order."""
     files = [directory / "vocabulary.yaml", directory / "schema.cedarschema", directory / "access.cedar"]
@@ -341,7 +351,8 @@ class Engine:
     ) -> Decision:
         """May `actor` do `action` on `resource` now? Baseline rules plus the `scenario` overlay, if any."""
         s = self._s
-        req, entities, sid = self._request(s, actor, action, resource, context, scenario)
+        req, _, sid = self._request(s, actor, action, resource, context, scenario)
+        entities = _entities(actor.principal, actor.role, actor.org or "", resource)
         return self._decision(s, cedarpy.is_authorized(req, s.sets[(sid, action)], entities), action, sid)
 
     def authorize_batch(

@@ -77,6 +77,10 @@ def oracle(
         return False  # closed data is not opened (a department's request goes the sharing way)
     if st == "closed" and not owner and (action == "dataset:read_shared" or department_request):
         return False  # closed data is not shared
+    if action in ("dataset:read_metadata", "dataset:read_quality") and ot == "closed" and not owner:
+        oversight = role in ("operator", "auditor", "admin")
+        if not oversight and not (role == "department" and st != "closed"):
+            return False  # a closed dataset is invisible to those who could never get at it
     # Permits.
     if action == "dataset:read_metadata":
         return True
