@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import threading
+import time
+from datetime import timedelta
 
 import typer
 
+from common import clock
 from gateway import db, logs
 from gateway.settings import Settings
 
@@ -34,6 +39,7 @@ def serve(settings: Settings, *, samples: bool) -> None:
         shutil.rmtree(mdir, ignore_errors=True)
         mdir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(mdir.resolve())
+    start_housekeeping(settings)
     typer.echo(f"serving on http://{settings.host}:{settings.port} with {settings.workers} worker(s)", err=True)
     uvicorn.run(
         "gateway.app:create_app_from_env",
@@ -48,3 +54,36 @@ def serve(settings: Settings, *, samples: bool) -> None:
         h11_max_incomplete_event_size=settings.limits.max_header_bytes,
         timeout_keep_alive=5,
     )
+
+
+def start_housekeeping(settings: Settings) -> threading.Thread:
+    """One thread per replica: sign checkpoints when due and raise risk alerts.
+
+    Runs in the supervising process, not in each worker; with several replicas each signs when due,
+    which is harmless (a checkpoint is a signed statement about a prefix of one chain).
+    """
+    from gateway.state import load_keyring
+    from oversight import service
+
+    engine = db.make_engine(settings.db_url, pool_size=1)
+    keyring = load_keyring(settings)
+    interval = timedelta(seconds=settings.checkpoint_interval_seconds)
+    tick = min(30.0, float(settings.checkpoint_interval_seconds))
+    log = logging.getLogger("pdg.housekeeping")
+
+    def loop() -> None:
+        since = clock.now() - timedelta(hours=1)
+        while True:
+            time.sleep(tick)
+            try:
+                with db.unit_of_work(engine) as s:
+                    done = service.housekeeping(s, keyring=keyring, interval=interval, since=since)
+                if done["checkpoint"] or done["alerts"]:
+                    log.info("housekeeping", extra={"event": done})
+                since = clock.now() - timedelta(hours=1)
+            except Exception:  # keep the timer alive; the failure is in the log
+                log.exception("housekeeping failed")
+
+    thread = threading.Thread(target=loop, name="pdg-housekeeping", daemon=True)
+    thread.start()
+    return thread
