@@ -137,8 +137,8 @@ def main() -> None:
                 parts = {k: statistics.median(r[1][k] for r in runs) for k in runs[0][1]}
                 out.append(
                     f"| {label} | {kind} | {base * 1000:.0f} | {tot * 1000:.0f} | {tot / base:.2f}x | "
-                    f"{parts['guard'] * 1000:.0f} | {parts['run'] * 1000:.0f} | {parts['duckdb'] * 1000:.0f} | "
-                    f"{parts['check'] * 1000:.1f} |"
+                    f"{parts['guard'] * 1000:.0f} | {parts['run'] * 1000:.0f} | "
+                    f"{parts['duckdb'] * 1000:.0f} | {parts['check'] * 1000:.1f} |"
                 )
                 print(out[-1], flush=True)
     text = "\n".join(out) + "\n"
