@@ -79,7 +79,7 @@ def run_fast(
     from catalog.quality import _samples  # local: the package imports this module
 
     n = len(df)
-    base = {
+    base: dict[str, Any] = {
         "check": p.check,
         "expectation_type": p.expectation_type,
         "kwargs": p.kwargs,
