@@ -1,0 +1,405 @@
+"""The query service: guard → decide → load granted data → run caged → output control → store → audit.
+
+Three short transactions, none held while the query runs (SQLite takes its write lock at BEGIN):
+1. check the SQL, authorise `workspace:query` on every dataset read, record the query as running;
+2. (no transaction) decrypt the current versions into memory and run the query in the worker process;
+3. re-read the grant and authorise again — a grant revoked or expired meanwhile refuses the result —
+   then apply output control, persist the per-grant budget and the released result, audit the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from sqlmodel import Session, col, select
+
+from catalog.models import Dataset
+from common import clock
+from common.actor import Actor
+from common.errors import Denied, DomainError, Invalid, NotFound
+from gmcrypto import sm3
+from policies import vocabulary
+from sandbox import grants, output_control, sqlguard, workspaces
+from sandbox.budget import GrantBudget
+from sandbox.models import Grant, Query
+from sandbox.runner import Limits, ParquetBytes, SandboxRunner
+
+Uow = Callable[[], AbstractContextManager[Session]]
+# Names in the vocabulary's allowed_functions -> the aggregate names the guard reports.
+_FUNCTIONS = {
+    "count": {"count", "count_if"},
+    "stddev": {"stddev", "stddev_samp", "stddev_pop"},
+    "quantile": {"quantile_cont"},
+    "variance": {"variance", "var_pop"},
+}
+IDENTITY_TAGS = ("id_number", "usc_code")  # the column whose distinct values count individuals, in order
+
+_RUNNER: SandboxRunner | None = None
+_RUNNER_LOCK = threading.Lock()
+
+
+def default_runner() -> SandboxRunner:
+    """The process's sandbox runner (one warm worker), started on first use."""
+    global _RUNNER
+    with _RUNNER_LOCK:
+        if _RUNNER is None:
+            _RUNNER = SandboxRunner(Limits())
+        return _RUNNER
+
+
+def shutdown_runner() -> None:
+    """Stop the process's runner (app shutdown, tests)."""
+    global _RUNNER
+    with _RUNNER_LOCK:
+        if _RUNNER is not None:
+            _RUNNER.close()
+            _RUNNER = None
+
+
+def output_rules() -> output_control.OutputRules:
+    """Output control rules from the policy vocabulary (k, row cap, rounding, functions, identifiers)."""
+    oc = vocabulary.default().output_control
+    allowed = frozenset().union(*(_FUNCTIONS.get(f, {f}) for f in oc.allowed_functions))
+    return output_control.OutputRules(
+        k=oc.min_group_size, max_rows=oc.max_rows, rounding_base=oc.rounding_base, allowed_aggregates=allowed,
+        direct_identifier_tags=output_control.DIRECT_IDENTIFIER_TAGS | set(oc.join_only_tags)
+        | set(oc.never_output_tags))  # fmt: skip
+
+
+def identity_column(ds: Dataset) -> str | None:
+    """The column that identifies an individual (person or legal person) in a dataset."""
+    tags = grants.fields_of(ds)
+    for wanted in IDENTITY_TAGS:
+        for name, tag in tags.items():
+            if tag == wanted:
+                return name
+    return ds.schema_def.get("key")
+
+
+class _Plan:
+    """What transaction 1 worked out for the run."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+
+def _prepare(s: Session, actor: Actor, grant_id: int, sql: str) -> _Plan:
+    g = grants.get(s, grant_id)
+    datasets = grants.datasets_of(s, g.datasets)
+    names = grants.table_names(datasets)
+    by_ds = grants.columns_by_dataset(g.columns)
+    schema = {t: set(grants.fields_of(datasets[c])) for t, c in names.items()}
+    digest = sm3.hexdigest((sql or "").encode())
+    try:
+        # Checked against every column: the decision point, not a parse error, refuses ungranted ones.
+        guarded = sqlguard.guard(sql, schema)
+    except Invalid as exc:
+        with grants.authorized_each(
+            s,
+            actor,
+            "workspace:query",
+            datasets,
+            lambda _c: grants.context(g),
+            resource_type="workspace",
+            resource_id=str(grant_id),
+            purpose=g.purpose,
+            grant=g,
+        ) as outcome:
+            outcome.update({"stage": "sqlguard", "sql_digest": digest, "refused": exc.detail})
+            raise
+    used = {names[t]: datasets[names[t]] for t in guarded.tables}
+    read = {c: [] for c in used}  # type: dict[str, list[str]]
+    for ref in guarded.columns_read:
+        table, _, column = ref.partition(".")
+        read[names[table]].append(column)
+    grade = _output_grades(guarded, names, datasets)
+    tags = {t: grants.fields_of(datasets[c]) for t, c in names.items() if c in used}
+
+    def ctx(code: str) -> Any:
+        return grants.context(
+            g, columns=[grants.qualified(code, c) for c in read[code]], raw_grade=grade.get(code, 0)
+        )
+
+    with grants.authorized_each(
+        s,
+        actor,
+        "workspace:query",
+        used,
+        ctx,
+        resource_type="workspace",
+        resource_id=str(grant_id),
+        purpose=g.purpose,
+        grant=g,
+    ) as outcome:
+        identity = {t: identity_column(datasets[c]) for t, c in names.items() if c in used}
+        plan = output_control.plan_query(
+            guarded,
+            rules=output_rules(),
+            identity_column_per_table={t: c for t, c in identity.items() if c},
+            field_tags=tags,
+        )
+        versions = {c: workspaces.current_version(s, ds) for c, ds in used.items()}
+        q = Query(
+            grant_id=grant_id,
+            principal=actor.principal,
+            org=actor.org or "",
+            sql_text=sql,
+            sql_digest=guarded.digest,
+            tables=sorted(used),
+            columns=sorted(grants.qualified(c, x) for c, xs in read.items() for x in xs),
+            versions={c: v.number for c, v in versions.items()},
+            status="running",
+            output_grade=max(grade.values(), default=0),
+            created_at=clock.now(),
+        )
+        if plan.sql is None:
+            q.status, q.decision, q.reasons, q.finished_at = (
+                "refused",
+                "refused",
+                list(plan.reasons),
+                clock.now(),
+            )
+        s.add(q)
+        s.flush()
+        outcome.update(
+            {
+                "stage": "started" if plan.sql else "refused",
+                "query": q.id,
+                "sql_digest": q.sql_digest,
+                "tables": q.tables,
+                "columns": q.columns,
+                "versions": q.versions,
+            }
+        )
+        if plan.sql is None:
+            outcome.update({"output_control": "refused", "reasons": q.reasons})
+    cols = {
+        t: set(read[c]) | ({identity[t]} if identity.get(t) else set()) for t, c in names.items() if c in used
+    }
+    return _Plan(
+        grant=g,
+        query=q,
+        guarded=guarded,
+        sql=plan.sql,
+        used=used,
+        versions=versions,
+        names=names,
+        columns=cols,
+        identity={t: c for t, c in identity.items() if c},
+        tags=tags,
+        ctx=ctx,
+    )
+
+
+def _output_grades(
+    guarded: sqlguard.GuardedQuery, names: dict[str, str], datasets: dict[str, Dataset]
+) -> dict[str, int]:
+    """Per dataset: the highest grade of sources of output columns that carry values (not aggregates)."""
+    v = vocabulary.default()
+    out: dict[str, int] = {}
+    for oc in guarded.output_columns:
+        if not (oc.group_key or oc.row_level):
+            continue
+        for src in oc.sources:
+            table, _, column = src.partition(".")
+            code = names[table]
+            tag = grants.fields_of(datasets[code]).get(column)
+            if tag is not None:
+                out[code] = max(out.get(code, 0), v.tag(tag).grade)
+    return out
+
+
+def run_query(
+    uow: Uow,
+    *,
+    actor: Actor,
+    grant_id: int,
+    sql: str,
+    keyring: Any,
+    data_dir: Path,
+    limits: Limits | None = None,
+    runner: SandboxRunner | None = None,
+) -> Query:
+    """Run `sql` in the grant's workspace; returns the query with output control's decision and reasons."""
+    with uow() as s:
+        p = _prepare(s, actor, grant_id, sql)
+    if p.sql is None:
+        return p.query  # type: ignore[no-any-return]
+    try:
+        tables = {
+            t: ParquetBytes(
+                workspaces.parquet_bytes(p.used[c], p.versions[c], keyring=keyring, data_dir=data_dir)
+            )
+            for t, c in p.names.items()
+            if c in p.used
+        }
+        result = (runner or default_runner()).run(p.sql, tables, columns=p.columns, limits=limits)
+    except DomainError as exc:
+        _finish_failed(uow, actor, p, exc)
+        raise
+    try:
+        with uow() as s:
+            return _finish(s, actor, p, result)
+    except Denied as exc:
+        with uow() as s:  # the refusal itself was logged by the unit of work; the query row records it too
+            q = s.get(Query, p.query.id)
+            if q is not None:
+                q.status, q.reasons, q.finished_at = "denied", [exc.detail], clock.now()
+                s.add(q)
+        raise
+
+
+def _finish_failed(uow: Uow, actor: Actor, p: _Plan, exc: DomainError) -> None:
+    with uow() as s:
+        g = grants.get(s, p.grant.id)
+        with grants.authorized_each(
+            s,
+            actor,
+            "workspace:query",
+            p.used,
+            _fresh_ctx(p, g),
+            resource_type="workspace",
+            resource_id=str(g.id),
+            purpose=g.purpose,
+            grant=g,
+        ) as outcome:
+            q = s.get(Query, p.query.id)
+            assert q is not None
+            q.status, q.reasons, q.finished_at = "failed", [exc.detail], clock.now()
+            s.add(q)
+            outcome.update(
+                {"stage": "failed", "query": q.id, "sql_digest": q.sql_digest, "error": exc.type_slug}
+            )
+
+
+def _fresh_ctx(p: _Plan, g: Grant) -> Callable[[str], Any]:
+    def ctx(code: str) -> Any:
+        old = p.ctx(code)
+        return grants.context(g, columns=old.columns, raw_grade=old.raw_grade)
+
+    return ctx
+
+
+def _finish(s: Session, actor: Actor, p: _Plan, result: Any) -> Query:
+    g = grants.get(s, p.grant.id, for_update=True)  # serialises budget updates of one grant
+    with grants.authorized_each(
+        s,
+        actor,
+        "workspace:query",
+        p.used,
+        _fresh_ctx(p, g),
+        resource_type="workspace",
+        resource_id=str(g.id),
+        purpose=g.purpose,
+        grant=g,
+    ) as outcome:
+        budget = (
+            GrantBudget.from_dict(g.budget) if g.budget else GrantBudget.from_dict(grants.default_budget())
+        )
+        decision = output_control.check_output(
+            result,
+            p.guarded,
+            rules=output_rules(),
+            identity_column_per_table=p.identity,
+            field_tags=p.tags,
+            grant_budget=budget,
+        )
+        g.budget = budget.to_dict()
+        s.add(g)
+        q = s.get(Query, p.query.id)
+        assert q is not None
+        q.rows_scanned, q.rows_returned, q.elapsed_ms = (
+            result.rows_scanned,
+            result.rows_returned,
+            result.elapsed_ms,
+        )
+        q.decision = "released" if decision.released else "refused"
+        q.status, q.reasons, q.finished_at = q.decision, list(decision.reasons), clock.now()
+        q.result = _table_json(decision.table) if decision.released and decision.table is not None else None
+        s.add(q)
+        outcome.update(
+            {
+                "stage": "finished",
+                "query": q.id,
+                "sql_digest": q.sql_digest,
+                "tables": q.tables,
+                "columns": q.columns,
+                "rows_scanned": q.rows_scanned,
+                "rows_returned": q.rows_returned,
+                "output_control": q.decision,
+                "reasons": q.reasons,
+                "released_rows": len(q.result["rows"]) if q.result else 0,
+                "suppressed_cells": decision.suppressed_cells,
+                "flags": decision.flags,
+                "queries_left": budget.queries_left,
+                "cells_left": budget.cells_left,
+            }
+        )
+    return q
+
+
+def _table_json(table: pa.Table) -> dict[str, Any]:
+    rows = [list(r.values()) for r in table.to_pylist()]
+    return {"columns": list(table.column_names), "rows": json.loads(json.dumps(rows, default=str))}
+
+
+def get_query(session: Session, *, actor: Actor, query_id: int) -> Query:
+    """A query with its decision and released result, for the grant holder."""
+    q = session.get(Query, query_id)
+    if q is None:
+        raise NotFound(f"no query with id {query_id}")
+    _authorize_read(session, actor, q.grant_id, [q])
+    return q
+
+
+def list_queries(session: Session, *, actor: Actor, grant_id: int) -> list[Query]:
+    """The grant's queries, newest first."""
+    qs = list(
+        session.exec(select(Query).where(Query.grant_id == grant_id).order_by(col(Query.id).desc())).all()
+    )
+    _authorize_read(session, actor, grant_id, qs)
+    return qs
+
+
+def _authorize_read(session: Session, actor: Actor, grant_id: int, qs: list[Query]) -> None:
+    g = grants.get(session, grant_id)
+    datasets = grants.datasets_of(session, sorted({c for q in qs for c in q.tables} or set(g.datasets)))
+    grade = max((q.output_grade for q in qs), default=0)
+    with grants.authorized_each(
+        session,
+        actor,
+        "workspace:query",
+        datasets,
+        lambda _c: grants.context(g, raw_grade=grade),
+        resource_type="workspace",
+        resource_id=str(grant_id),
+        purpose=g.purpose,
+        grant=g,
+    ) as outcome:
+        outcome.update({"stage": "read_results", "queries": [q.id for q in qs][:50]})
+
+
+def to_out(q: Query) -> dict[str, Any]:
+    return {
+        "id": q.id,
+        "grant_id": q.grant_id,
+        "status": q.status,
+        "decision": q.decision,
+        "reasons": q.reasons,
+        "sql_digest": q.sql_digest,
+        "tables": q.tables,
+        "columns": q.columns,
+        "versions": q.versions,
+        "rows_scanned": q.rows_scanned,
+        "rows_returned": q.rows_returned,
+        "result": q.result,
+        "elapsed_ms": q.elapsed_ms,
+        "created_at": q.created_at,
+        "finished_at": q.finished_at,
+    }

@@ -1,0 +1,136 @@
+"""Workspaces: a grant's tables, their data dictionaries and masked previews; loading granted data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlmodel import Session
+
+from catalog import publish, storage
+from catalog import service as catalog
+from catalog.models import Dataset, DatasetVersion
+from common.actor import Actor
+from common.errors import Conflict
+from policies import masking, vocabulary
+from sandbox import grants
+
+PREVIEW_ROWS = 10
+
+
+def current_version(session: Session, ds: Dataset) -> DatasetVersion:
+    if ds.current_version is None:
+        raise Conflict(f"dataset {ds.code!r} has no published version yet; ask its department to publish one")
+    return catalog.version(session, ds, ds.current_version)
+
+
+def parquet_bytes(ds: Dataset, v: DatasetVersion, *, keyring: Any, data_dir: Path) -> bytes:
+    """The version's raw Parquet in memory; encrypted-at-rest files are decrypted into memory only."""
+    path = storage.raw_path(data_dir, ds.code, v.number, encrypted=v.encrypted)
+    if v.encrypted:
+        return keyring.decrypt_file_to_bytes(path, aad=publish.at_rest_aad(ds.code, v.content_digest))  # type: ignore[no-any-return]
+    return path.read_bytes()
+
+
+def read_frame(data: bytes, columns: list[str], *, limit: int | None = None, offset: int = 0) -> pd.DataFrame:
+    """Some columns (and optionally a row window) of a Parquet file held in memory."""
+    table = pq.ParquetFile(pa.BufferReader(data)).read(columns=columns)
+    if limit is not None:
+        table = table.slice(offset, limit)
+    return table.to_pandas()
+
+
+def jsonable_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-safe dicts (dates as ISO text, missing values as null)."""
+    return json.loads(df.to_json(orient="records", date_format="iso", force_ascii=False))  # type: ignore[no-any-return]
+
+
+def masked_grade(tags: dict[str, str], audience: str) -> int:
+    """Highest grade left among these columns after masking for `audience` (0 for none)."""
+    v = vocabulary.default()
+    return max((vocabulary.result_grade(v.tag(t), audience) for t in tags.values()), default=0)
+
+
+def dictionary(ds: Dataset, columns: list[str]) -> list[dict[str, Any]]:
+    """The data dictionary of the granted columns, with how the sandbox masks each in previews."""
+    v = vocabulary.default()
+    out = []
+    for f in ds.schema_def.get("fields", []):
+        if f["name"] in columns:
+            tag = v.tag(f["tag"])
+            out.append(
+                {
+                    "name": f["name"],
+                    "label": f.get("label", ""),
+                    "type": f.get("type"),
+                    "tag": f["tag"],
+                    "grade": v.grade_code(tag.grade),
+                    "preview_masking": tag.masking["sandbox"].method,
+                }
+            )
+    return out
+
+
+def workspace(
+    session: Session,
+    *,
+    actor: Actor,
+    grant_id: int,
+    keyring: Any,
+    data_dir: Path,
+    preview_rows: int = PREVIEW_ROWS,
+) -> dict[str, Any]:
+    """The granted tables with their dictionaries and previews masked for the sandbox (pseudonyms per grant)."""
+    g = grants.get(session, grant_id)
+    datasets = grants.datasets_of(session, g.datasets)
+    by_ds = grants.columns_by_dataset(g.columns)
+    names = {code: name for name, code in grants.table_names(datasets).items()}
+
+    def ctx(code: str) -> Any:
+        tags = {c: t for c, t in grants.fields_of(datasets[code]).items() if c in by_ds.get(code, [])}
+        return grants.context(
+            g, columns=[grants.qualified(code, c) for c in tags], raw_grade=masked_grade(tags, "sandbox")
+        )
+
+    with grants.authorized_each(
+        session,
+        actor,
+        "workspace:query",
+        datasets,
+        ctx,
+        resource_type="workspace",
+        resource_id=str(grant_id),
+        purpose=g.purpose,
+        grant=g,
+    ) as outcome:
+        key = grants.pseudonym_key(g, keyring)
+        tables = []
+        for code, ds in datasets.items():
+            cols = [c for c in grants.fields_of(ds) if c in by_ds.get(code, [])]
+            entry: dict[str, Any] = {
+                "table": names[code],
+                "dataset": code,
+                "title": ds.title,
+                "grade": ds.grade,
+                "columns": dictionary(ds, cols),
+                "version": ds.current_version,
+                "rows": None,
+                "preview": [],
+            }
+            if ds.current_version is not None:
+                v = current_version(session, ds)
+                frame = read_frame(
+                    parquet_bytes(ds, v, keyring=keyring, data_dir=data_dir), cols, limit=preview_rows
+                )
+                tags = grants.fields_of(ds)
+                masked = masking.mask_frame(frame, {c: tags[c] for c in cols}, "sandbox", key)
+                entry.update({"rows": v.rows, "preview": jsonable_rows(masked)})
+            tables.append(entry)
+        outcome.update(
+            {"grant": grant_id, "tables": len(tables), "preview_rows": sum(len(t["preview"]) for t in tables)}
+        )
+    return {"grant": grants.to_out(g), "tables": tables}
