@@ -19,7 +19,7 @@ API = "/api/v1/sandbox"
 POP = "510100-RK-0001"  # population: G3, conditional open and share, owned by 510100-GA
 CERT = "510100-ZZ-0001"  # certificates: G3, conditional, owned by 510100-ZWFW
 GEO = "510100-KJ-0001"  # points of interest: G2, unconditional open and share, owned by 510100-GH
-CLOSED = "510100-RK-0009"  # a population copy that is not shared (closed share type)
+CLOSED = "510100-RK-0009"  # a population copy that is neither opened nor shared (closed types)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -85,7 +85,7 @@ def world(state, client, make_principal, tmp_path) -> World:
     register_and_publish(state, ga, "population", 300, tmp_path)
     register_and_publish(state, zwfw, "certificate", 200, tmp_path)
     register_and_publish(state, gh, "geospatial", 100, tmp_path, drop=("address",))
-    register_and_publish(state, ga, "population", 50, tmp_path, code=CLOSED, share_type="closed")
+    register_and_publish(state, ga, "population", 50, tmp_path, code=CLOSED, open_type="closed", share_type="closed")
     key = PrivateKey.generate()
     r = client.post(
         f"{API}/enterprises",
