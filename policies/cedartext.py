@@ -139,3 +139,34 @@ def by_action(text: str, names: Iterable[str]) -> dict[str, str]:
         bodies = [*est.get("staticPolicies", {}).values(), *est.get("templates", {}).values()]
         scopes.append((st.text, [b["action"] for b in bodies]))
     return {name: "\n".join(t for t, acts in scopes if any(_admits(a, name) for a in acts)) for name in names}
+
+
+def context_attrs(text: str) -> frozenset[str] | None:
+    """Context attributes the policies in `text` read, or None if any uses `context` as a whole.
+
+    Lets the engine send Cedar only what an action's rules look at (context parsing is a large share of
+    a decision's cost); None means "send everything".
+    """
+    found: set[str] = set()
+    whole = False
+
+    def walk(node: Any) -> None:
+        nonlocal whole
+        if isinstance(node, dict):
+            for op in (".", "has"):
+                inner = node.get(op)
+                if isinstance(inner, dict) and inner.get("left") == {"Var": "context"}:
+                    found.add(inner["attr"])
+                    return
+            if node.get("Var") == "context":
+                whole = True
+                return
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    if text.strip():
+        walk(json.loads(cedarpy.policies_to_json_str(text)))
+    return None if whole else frozenset(found)

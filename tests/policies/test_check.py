@@ -31,9 +31,7 @@ def test_packaged_policies_are_clean() -> None:
 
 def test_misspelled_cedar_attribute(policy_dir: Path) -> None:
     f = policy_dir / "access.cedar"
-    edit(
-        f, 'when { resource.open_type == "unconditional" };', 'when { resource.open_typ == "unconditional" };'
-    )
+    edit(f, 'when { resource.open_type == "unconditional" };', 'when { resource.open_typ == "unconditional" };')
     p = only(check_dir(policy_dir))
     assert p.file == str(f) and p.line == line_of(f, '@id("open.read_unconditional")')
     assert "attribute `open_typ` on entity type `Dataset` not found" in p.message
@@ -79,15 +77,11 @@ def test_grade_out_of_range_wrong_type_and_misspelled_key(policy_dir: Path) -> N
     assert p.line == line_of(f, "grade: 7") and "grade 7 out of range 1..4" in p.message
     edit(f, "grade: 7", 'grade: "three"')
     p = only(check_dir(policy_dir))
-    assert (
-        p.line == line_of(f, 'grade: "three"') and "tags.phone.grade" in p.message and "integer" in p.message
-    )
+    assert p.line == line_of(f, 'grade: "three"') and "tags.phone.grade" in p.message and "integer" in p.message
     edit(f, 'grade: "three"', "grade: 3")
     edit(f, "min_group_size: 10", "min_grup_size: 10")
     problems = check_dir(policy_dir)
-    assert any(
-        p.line == line_of(f, "min_grup_size") and "unknown key 'min_grup_size'" in p.message for p in problems
-    )
+    assert any(p.line == line_of(f, "min_grup_size") and "unknown key 'min_grup_size'" in p.message for p in problems)
 
 
 def test_g4_tag_may_not_leave_unmasked(policy_dir: Path) -> None:
@@ -105,9 +99,7 @@ def test_overlay_problems_point_into_the_scenario_file(policy_dir: Path) -> None
     edit(f, "context.participant &&", "context.participent &&")
     problems = check_dir(policy_dir)
     assert {p.file for p in problems} == {str(f)}
-    assert all(
-        p.line == line_of(f, "forbid (principal,") - 1 for p in problems
-    )  # the @id line starts the rule
+    assert all(p.line == line_of(f, "forbid (principal,") - 1 for p in problems)  # the @id line starts the rule
     text = " | ".join(p.message for p in problems)
     assert "only add permit rules" in text and "participent" in text
 
@@ -144,8 +136,5 @@ def test_cli_check_exit_codes(policy_dir: Path) -> None:
     edit(policy_dir / "access.cedar", "when { resource.grade > 4 };", "when { resource.grad > 4 };")
     bad = runner.invoke(app, ["check", str(policy_dir)])
     assert bad.exit_code == 1
-    assert (
-        f"{policy_dir / 'access.cedar'}:{line_of(policy_dir / 'access.cedar', 'hard.core_refused')}:"
-        in bad.output
-    )
+    assert f"{policy_dir / 'access.cedar'}:{line_of(policy_dir / 'access.cedar', 'hard.core_refused')}:" in bad.output
     assert runner.invoke(app, ["check"]).exit_code == 0

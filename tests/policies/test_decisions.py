@@ -57,9 +57,7 @@ OPEN_CHANNEL = {"dataset:read_open", "request:create", "workspace:query", "expor
 OPERATOR_READS = {"dataset:read_shared", "workspace:query", "export:review", "export:download"}
 
 
-def oracle(
-    who: str, action: str, grade: int, ot: str, st: str, scenario: str | None, grant: str, raw: bool
-) -> bool:
+def oracle(who: str, action: str, grade: int, ot: str, st: str, scenario: str | None, grant: str, raw: bool) -> bool:
     """The rules in words, as code: hard lines first (nothing overrides them), then the permits."""
     role = ACTORS[who].role
     owner = who == "owner"
@@ -115,9 +113,7 @@ def oracle(
 def dataset(grade: int, ot: str, st: str) -> Resource:
     """One dataset per attribute combination, so a batch shares entities without clashes."""
     code = f"pop-{grade}-{ot}-{st}"
-    return Resource.dataset(
-        code, category="population", grade=grade, open_type=ot, share_type=st, owner=OWNER_ORG
-    )
+    return Resource.dataset(code, category="population", grade=grade, open_type=ot, share_type=st, owner=OWNER_ORG)
 
 
 def context(who: str, grade: int, grant: str, raw: bool, code: str = "pop-1") -> Context:
@@ -178,13 +174,8 @@ def test_matrix_matches_the_documented_rules(engine: Engine) -> None:
 
 
 def test_batch_answers_equal_single_answers(engine: Engine) -> None:
-    cases = list(
-        itertools.product(ACTORS, DATASET_ACTIONS, (3, 4), ("conditional",), TYPES, ("active", "none"))
-    )
-    reqs = [
-        (ACTORS[w], a, ds := dataset(g, ot, st), context(w, g, gr, True, ds.id))
-        for w, a, g, ot, st, gr in cases
-    ]
+    cases = list(itertools.product(ACTORS, DATASET_ACTIONS, (3, 4), ("conditional",), TYPES, ("active", "none")))
+    reqs = [(ACTORS[w], a, ds := dataset(g, ot, st), context(w, g, gr, True, ds.id)) for w, a, g, ot, st, gr in cases]
     batch = engine.authorize_batch(reqs)
     single = [engine.authorize(*r) for r in reqs]
     assert batch == single

@@ -21,12 +21,8 @@ ENTERPRISE = Actor("p-ent", "enterprise", "91510100-ACME")
 OPERATOR = Actor("p-op", "operator", "510100-OPS")
 
 
-def ds(
-    grade: int = 3, ot: str = "conditional", st: str = "conditional", category: str = "population"
-) -> Resource:
-    return Resource.dataset(
-        "pop-1", category=category, grade=grade, open_type=ot, share_type=st, owner="510100-GA"
-    )
+def ds(grade: int = 3, ot: str = "conditional", st: str = "conditional", category: str = "population") -> Resource:
+    return Resource.dataset("pop-1", category=category, grade=grade, open_type=ot, share_type=st, owner="510100-GA")
 
 
 def grant_for(actor: Actor, **kw: object) -> Grant:
@@ -82,9 +78,7 @@ def test_default_deny_has_no_reasons_and_require_raises_denied(engine: Engine) -
         (OPERATOR, "export:review", Context(raw_grade=3), "hard.operator_never_reads_raw"),
     ],
 )
-def test_hard_lines_deny_with_their_id(
-    engine: Engine, actor: Actor, action: str, context: Context, rule: str
-) -> None:
+def test_hard_lines_deny_with_their_id(engine: Engine, actor: Actor, action: str, context: Context, rule: str) -> None:
     d = engine.authorize(actor, action, ds(grade=4), context)
     assert not d.allowed and rule in d.reasons
 
@@ -92,10 +86,7 @@ def test_hard_lines_deny_with_their_id(
 def test_closed_data_stays_with_its_owner(engine: Engine) -> None:
     closed = ds(ot="closed", st="closed")
     g = grant_for(HEALTH)
-    assert (
-        "hard.closed_not_shared"
-        in engine.authorize(HEALTH, "dataset:read_shared", closed, Context(grant=g)).reasons
-    )
+    assert "hard.closed_not_shared" in engine.authorize(HEALTH, "dataset:read_shared", closed, Context(grant=g)).reasons
     assert "hard.closed_not_shared" in engine.authorize(HEALTH, "request:create", closed).reasons
     assert "hard.closed_not_opened" in engine.authorize(ENTERPRISE, "request:create", closed).reasons
     assert "hard.closed_not_opened" in engine.authorize(Actor.public(), "dataset:read_open", closed).reasons
@@ -107,9 +98,7 @@ def test_grant_must_cover_org_dataset_and_columns(engine: Engine) -> None:
     ok = Context(grant=grant_for(ENTERPRISE), columns={"name"}, at=NOW)
     assert engine.authorize(ENTERPRISE, "workspace:query", r, ok).allowed
     for bad in (
-        Context(
-            grant=grant_for(ENTERPRISE), columns={"name", "id_number"}, at=NOW
-        ),  # column outside the grant
+        Context(grant=grant_for(ENTERPRISE), columns={"name", "id_number"}, at=NOW),  # column outside the grant
         Context(grant=grant_for(ENTERPRISE, org="91510100-OTHER"), at=NOW),  # someone else's grant
         Context(grant=grant_for(ENTERPRISE, datasets={"pop-2"}), at=NOW),  # another dataset
         Context(grant=grant_for(ENTERPRISE, expires_at=NOW), at=NOW),  # expires this very second
@@ -123,23 +112,15 @@ def test_scenario_opens_sharing_only_for_participants_scope_and_purpose(engine: 
     ctx = Context(purpose="epidemic_response", raw_grade=3)
     assert not engine.authorize(HEALTH, "dataset:read_shared", ds(), ctx).allowed
     d = engine.authorize(HEALTH, "dataset:read_shared", ds(), ctx, scenario=scn)
-    assert (
-        d.allowed
-        and d.scenario == scn
-        and d.reasons == ("scenario.public_health_emergency.share_population",)
-    )
+    assert d.allowed and d.scenario == scn and d.reasons == ("scenario.public_health_emergency.share_population",)
     assert engine.authorize(
         HEALTH, "dataset:read_shared", ds(), Context(purpose="epidemic_response", scenario=scn)
     ).allowed
-    assert not engine.authorize(
-        TAX, "dataset:read_shared", ds(), ctx, scenario=scn
-    ).allowed  # not a participant
+    assert not engine.authorize(TAX, "dataset:read_shared", ds(), ctx, scenario=scn).allowed  # not a participant
     wrong_purpose = Context(purpose="marketing", raw_grade=3)
     assert not engine.authorize(HEALTH, "dataset:read_shared", ds(), wrong_purpose, scenario=scn).allowed
     other = ds(category="legal_person")
-    assert not engine.authorize(
-        HEALTH, "dataset:read_shared", other, ctx, scenario=scn
-    ).allowed  # out of scope
+    assert not engine.authorize(HEALTH, "dataset:read_shared", other, ctx, scenario=scn).allowed  # out of scope
     assert not engine.authorize(
         HEALTH,
         "dataset:read_shared",
@@ -190,9 +171,7 @@ def test_an_overlay_cannot_relax_a_hard_line(policy_dir: Path) -> None:
 
 
 def test_an_overlay_with_forbid_is_refused(policy_dir: Path) -> None:
-    text = PERMIT_ALL.replace(
-        "permit (principal, action, resource);", "forbid (principal, action, resource);"
-    )
+    text = PERMIT_ALL.replace("permit (principal, action, resource);", "forbid (principal, action, resource);")
     (policy_dir / "scenarios" / "open_everything.yaml").write_text(text, encoding="utf-8")
     with pytest.raises(Invalid, match="only add permit rules"):
         Engine.load(policy_dir)
@@ -221,9 +200,7 @@ def test_every_registered_action_is_permitted_to_someone(engine: Engine) -> None
         "AuditLog": Resource.audit_log(),
         "Scenario": Resource.scenario("natural_disaster"),
     }
-    ctx = Context(
-        grant=grant_for(ENTERPRISE), requester="p-x", requester_role="enterprise", raw_grade=1, at=NOW
-    )
+    ctx = Context(grant=grant_for(ENTERPRISE), requester="p-x", requester_role="enterprise", raw_grade=1, at=NOW)
     for name, spec in actions.ACTIONS.items():
         who = [OWNER, HEALTH, ENTERPRISE, OPERATOR, admin, auditor, Actor.public()]
         assert any(engine.authorize(a, name, resources[spec.resource], ctx).allowed for a in who), name
@@ -266,9 +243,7 @@ def test_reload_keeps_old_policies_when_a_file_is_broken(policy_dir: Path) -> No
     with pytest.raises(Invalid, match=r"access\.cedar:[0-9]+: .*rol"):
         e.reload()
     assert e.policy_version == old
-    assert e.authorize(
-        Actor.public(), "dataset:read_open", ds(ot="unconditional"), Context(raw_grade=1)
-    ).allowed
+    assert e.authorize(Actor.public(), "dataset:read_open", ds(ot="unconditional"), Context(raw_grade=1)).allowed
     cedar.write_text(good + "\n// reviewed\n")
     assert e.reload() != old and e.policy_version != old
 

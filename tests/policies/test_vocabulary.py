@@ -82,9 +82,7 @@ def test_masking_for_audience() -> None:
 def test_open_and_share_types_follow_grades() -> None:
     assert v.edition_grade(POPULATION, "public") == 1
     assert v.check_types(POPULATION, "unconditional", "conditional") == []
-    assert v.check_types(POPULATION, "unconditional", "unconditional") == [
-        "unconditional sharing allows at most G2"
-    ]
+    assert v.check_types(POPULATION, "unconditional", "unconditional") == ["unconditional sharing allows at most G2"]
     assert v.may_open(3, "unconditional", open_edition_grade=2)[0] is False
     assert v.may_open(4, "conditional") == (True, "ok")
     assert v.may_share(2, "unconditional") == (True, "ok")
