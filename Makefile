@@ -37,7 +37,7 @@ test-postgres: venv
 lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy common gmcrypto audit identity policies catalog sandbox datarange gateway
+	.venv/bin/mypy common gmcrypto audit identity oversight policies catalog sandbox datarange gateway
 
 k8s-validate: venv  ## render every overlay and validate every manifest offline
 	bash scripts/validate-k8s.sh --install-tools

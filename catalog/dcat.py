@@ -21,8 +21,15 @@ CONTEXT = {
     "dcat:keyword": {"@container": "@set"},
 }
 FREQUENCY = "http://publications.europa.eu/resource/authority/frequency/"
-_FREQ = {"realtime": "CONT", "daily": "DAILY", "weekly": "WEEKLY", "monthly": "MONTHLY",
-         "quarterly": "QUARTERLY", "yearly": "ANNUAL", "irregular": "IRREG"}
+_FREQ = {
+    "realtime": "CONT",
+    "daily": "DAILY",
+    "weekly": "WEEKLY",
+    "monthly": "MONTHLY",
+    "quarterly": "QUARTERLY",
+    "yearly": "ANNUAL",
+    "irregular": "IRREG",
+}
 _MEDIA = {"csv": "text/csv", "ndjson": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
 
 
@@ -64,18 +71,22 @@ def dataset_node(ds: Dataset, base_url: str) -> dict[str, Any]:
     if ds.current_version is not None:
         node["pdg:version"] = ds.current_version
     if ds.open_type == "unconditional" and ds.current_version is not None:
-        node["dcat:distribution"] = [{
-            "@type": "dcat:Distribution",
-            "dct:title": f"{ds.title} ({fmt.upper()})",
-            "dcat:downloadURL": {"@id": f"{api}/open/datasets/{ds.code}/download.{fmt}"},
-            "dcat:accessURL": {"@id": f"{api}/open/datasets/{ds.code}/rows"},
-            "dcat:mediaType": _MEDIA[fmt],
-            "dct:license": ds.licence,
-        } for fmt in ("csv", "ndjson", "parquet")]
+        node["dcat:distribution"] = [
+            {
+                "@type": "dcat:Distribution",
+                "dct:title": f"{ds.title} ({fmt.upper()})",
+                "dcat:downloadURL": {"@id": f"{api}/open/datasets/{ds.code}/download.{fmt}"},
+                "dcat:accessURL": {"@id": f"{api}/open/datasets/{ds.code}/rows"},
+                "dcat:mediaType": _MEDIA[fmt],
+                "dct:license": ds.licence,
+            }
+            for fmt in ("csv", "ndjson", "parquet")
+        ]
     else:
         node["dcat:landingPage"] = {"@id": f"{base_url}/datasets/{ds.code}"}
-        node["pdg:access"] = "apply through the sandbox or sharing request" if ds.open_type == "conditional" \
-            else "not opened"
+        node["pdg:access"] = (
+            "apply through the sandbox or sharing request" if ds.open_type == "conditional" else "not opened"
+        )
     return node
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from catalog import publish, samples, service
 from catalog.models import Dataset
@@ -31,14 +31,27 @@ def registration(library: str) -> DatasetCreate:
     if isinstance(contact, dict):
         contact = " ".join(str(v) for v in contact.values())
     schema = reg["schema"]
-    return DatasetCreate.model_validate({
-        k: v for k, v in {**reg, "contact": contact, "fields": schema["fields"], "key": schema.get("key")}.items()
-        if k in DatasetCreate.model_fields
-    })
+    return DatasetCreate.model_validate(
+        {
+            k: v
+            for k, v in {
+                **reg,
+                "contact": contact,
+                "fields": schema["fields"],
+                "key": schema.get("key"),
+            }.items()
+            if k in DatasetCreate.model_fields
+        }
+    )
 
 
-def load(*, uow: Callable[[], AbstractContextManager[Session]], data_dir: Path, keyring: Any,
-         rows: dict[str, int] | None = None) -> list[str]:
+def load(
+    *,
+    uow: Callable[[], AbstractContextManager[Session]],
+    data_dir: Path,
+    keyring: Any,
+    rows: dict[str, int] | None = None,
+) -> list[str]:
     """Register and publish every sample library that is not live yet; returns the dataset codes."""
     codes = []
     for library, (org, default_rows) in LIBRARY_OWNERS.items():
@@ -54,8 +67,14 @@ def load(*, uow: Callable[[], AbstractContextManager[Session]], data_dir: Path, 
             with tempfile.TemporaryDirectory() as tmp:
                 n = (rows or {}).get(library, default_rows)
                 path = samples.write(samples.generate(library, n), Path(tmp) / f"{library}.csv")
-                publish.publish(uow, actor=actor, code=body.code, upload=publish.Upload(path=path, fmt="csv"),
-                                data_dir=data_dir, keyring=keyring)
+                publish.publish(
+                    uow,
+                    actor=actor,
+                    code=body.code,
+                    upload=publish.Upload(path=path, fmt="csv"),
+                    data_dir=data_dir,
+                    keyring=keyring,
+                )
         codes.append(body.code)
     return codes
 
@@ -64,9 +83,11 @@ def department_actor(s: Session, org: str) -> Actor:
     """The first department principal of `org`, acting."""
     import identity
 
-    row = s.exec(select(identity.Principal, identity.Organisation)
-                 .join(identity.Organisation, identity.Organisation.id == identity.Principal.org_id)
-                 .where(identity.Organisation.code == org, identity.Principal.role == "department")).first()
+    row = s.exec(
+        select(identity.Principal, identity.Organisation)
+        .join(identity.Organisation, col(identity.Organisation.id) == col(identity.Principal.org_id))
+        .where(identity.Organisation.code == org, identity.Principal.role == "department")
+    ).first()
     if row is None:
         raise RuntimeError(f"demo: no department principal in {org}")
     p, o = row

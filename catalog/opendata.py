@@ -39,30 +39,64 @@ def _edition(session: Session, ds: Dataset, data_dir: Path) -> OpenEdition:
     v: DatasetVersion = service.version(session, ds, ds.current_version)
     if v.open_digest is None:
         raise NotFound(f"dataset {ds.code!r} has no open edition")
-    return OpenEdition(code=ds.code, version=v.number, path=storage.open_path(data_dir, ds.code, v.number),
-                       digest=v.open_digest, rows=v.open_rows or 0, published=v.created_at)
+    return OpenEdition(
+        code=ds.code,
+        version=v.number,
+        path=storage.open_path(data_dir, ds.code, v.number),
+        digest=v.open_digest,
+        rows=v.open_rows or 0,
+        published=v.created_at,
+    )
 
 
-def rows(session: Session, *, actor: Actor, code: str, params: list[tuple[str, str]], data_dir: Path,
-         cursor_key: bytes, max_size: int) -> reader.Page:
+def rows(
+    session: Session,
+    *,
+    actor: Actor,
+    code: str,
+    params: list[tuple[str, str]],
+    data_dir: Path,
+    cursor_key: bytes,
+    max_size: int,
+) -> reader.Page:
     """One page of the open edition; filters, sort, fields and cursor come from query parameters."""
     ds = service.get(session, code)
-    with authorized(session, actor, "dataset:read_open", resources.dataset(ds), Context(raw_grade=1),
-                    resource_type="dataset", resource_id=code) as act:
+    with authorized(
+        session,
+        actor,
+        "dataset:read_open",
+        resources.dataset(ds),
+        Context(raw_grade=1),
+        resource_type="dataset",
+        resource_id=code,
+    ) as act:
         edition = _edition(session, ds, data_dir)
         query = reader.parse_query(params, reader.columns_of(edition.path))
         if query.limit > max_size:
             query = dataclasses.replace(query, limit=max_size)
-        page = reader.read_rows(edition.path, query, cursor_key=cursor_key,
-                                version=f"{code}/{edition.version}/{edition.digest[:16]}")
+        page = reader.read_rows(
+            edition.path,
+            query,
+            cursor_key=cursor_key,
+            version=f"{code}/{edition.version}/{edition.digest[:16]}",
+        )
         act.dataset_version = edition.version
         act.outcome.update({"rows": len(page.data), "filters": len(query.filters)})
         return page
 
 
-def download(session: Session, *, actor: Actor, code: str, data_dir: Path) -> tuple[OpenEdition, dict[str, Any]]:
+def download(
+    session: Session, *, actor: Actor, code: str, data_dir: Path
+) -> tuple[OpenEdition, dict[str, Any]]:
     """Authorise a download now; the caller records the returned audit entry with rows and bytes at the end."""
     ds = service.get(session, code)
-    entry = allow_or_raise(actor, "dataset:read_open", resources.dataset(ds), Context(raw_grade=1),
-                           resource_type="dataset", resource_id=code, dataset=code)
+    entry = allow_or_raise(
+        actor,
+        "dataset:read_open",
+        resources.dataset(ds),
+        Context(raw_grade=1),
+        resource_type="dataset",
+        resource_id=code,
+        dataset=code,
+    )
     return _edition(session, ds, data_dir), entry

@@ -62,8 +62,13 @@ class Staged:
 
 def tag_checks(schema: Schema) -> dict[str, list[dict[str, Any]]]:
     """The checks each field tag implies, as the quality stage takes them."""
-    return {f.tag: [{"check": c.name, "mostly": c.mostly, "severity": c.severity}
-                    for c in vocabulary.checks_for_tag(f.tag)] for f in schema.fields}
+    return {
+        f.tag: [
+            {"check": c.name, "mostly": c.mostly, "severity": c.severity}
+            for c in vocabulary.checks_for_tag(f.tag)
+        ]
+        for f in schema.fields
+    }
 
 
 def report_mask(tag: str, values: pd.Series) -> pd.Series:
@@ -74,14 +79,32 @@ def report_mask(tag: str, values: pd.Series) -> pd.Series:
         return masking.suppress(values)
 
 
-def publish(uow: Callable[[], AbstractContextManager[Session]], *, actor: Actor, code: str, upload: Upload,
-            data_dir: Path, keyring: Any, limits: Any = None) -> DatasetVersion:
+def publish(
+    uow: Callable[[], AbstractContextManager[Session]],
+    *,
+    actor: Actor,
+    code: str,
+    upload: Upload,
+    data_dir: Path,
+    keyring: Any,
+    limits: Any = None,
+) -> DatasetVersion:
     """Publish `upload` as the next version of dataset `code`; returns the live version."""
     with uow() as s:  # read the dataset; no lock is held past this block
         ds = service.get(s, code)
         snapshot = Dataset.model_validate(ds.model_dump())
-    with uow() as s, authorized(s, actor, "dataset:publish", resources.dataset(snapshot),
-                                resource_type="dataset", resource_id=code) as act, storage.staging(data_dir) as work:
+    with (
+        uow() as s,
+        authorized(
+            s,
+            actor,
+            "dataset:publish",
+            resources.dataset(snapshot),
+            resource_type="dataset",
+            resource_id=code,
+        ) as act,
+        storage.staging(data_dir) as work,
+    ):
         staged = prepare(snapshot, upload, work, keyring=keyring, limits=limits, act=act)
         return _go_live(s, snapshot.code, staged, data_dir, actor, act)
 
@@ -95,21 +118,38 @@ def prepare(ds: Dataset, upload: Upload, work: Path, *, keyring: Any, limits: An
     out = work / "version"
     out.mkdir()
     plain = out / storage.RAW_PLAIN
-    result = ingest(upload.path, schema=schema, fmt=upload.fmt, encoding=upload.encoding, sheet=upload.sheet,
-                    dest_parquet=plain, limits=limits)
-    conformance = {"ok": result.ok, "format": result.format, "encoding": result.encoding, "rows": result.rows,
-                   "problems": [p.model_dump(mode="json") for p in result.problems]}
+    result = ingest(
+        upload.path,
+        schema=schema,
+        fmt=upload.fmt,
+        encoding=upload.encoding,
+        sheet=upload.sheet,
+        dest_parquet=plain,
+        limits=limits,
+    )
+    conformance = {
+        "ok": result.ok,
+        "format": result.format,
+        "encoding": result.encoding,
+        "rows": result.rows,
+        "problems": [p.model_dump(mode="json") for p in result.problems],
+    }
     act.outcome.update({"rows": result.rows, "stage": "conformance"})
     if not result.ok:
-        raise Invalid("the upload does not conform to the registered schema; see `report`",
-                      extra={"report": {"conformance": conformance}})
-    report = run_quality(plain, schema=schema, tag_checks=tag_checks(schema), suite_json=ds.suite_json,
-                         mask=report_mask)
+        raise Invalid(
+            "the upload does not conform to the registered schema; see `report`",
+            extra={"report": {"conformance": conformance}},
+        )
+    report = run_quality(
+        plain, schema=schema, tag_checks=tag_checks(schema), suite_json=ds.suite_json, mask=report_mask
+    )
     quality = report.model_dump(mode="json")
     act.outcome.update({"stage": "quality", "quality_score": report.score})
     if report.verdict != "accepted":
-        raise Invalid("the upload failed its quality checks; see `report` for the failing rows",
-                      extra={"report": {"conformance": conformance, "quality": quality}})
+        raise Invalid(
+            "the upload failed its quality checks; see `report` for the failing rows",
+            extra={"report": {"conformance": conformance, "quality": quality}},
+        )
     digest = _file_digest(plain)
     open_rows = open_digest = None
     if ds.open_type == "unconditional":
@@ -121,10 +161,20 @@ def prepare(ds: Dataset, upload: Upload, work: Path, *, keyring: Any, limits: An
     if encrypted:
         keyring.encrypt_file(plain, out / storage.RAW_SEALED, aad=at_rest_aad(ds.code, digest))
         plain.unlink()
-    return Staged(dir=out, rows=result.rows, bytes=size, content_digest=digest, encrypted=encrypted,
-                  source_format=result.format, encoding=result.encoding, open_rows=open_rows,
-                  open_digest=open_digest, quality=quality, conformance=conformance,
-                  quality_score=report.score)
+    return Staged(
+        dir=out,
+        rows=result.rows,
+        bytes=size,
+        content_digest=digest,
+        encrypted=encrypted,
+        source_format=result.format,
+        encoding=result.encoding,
+        open_rows=open_rows,
+        open_digest=open_digest,
+        quality=quality,
+        conformance=conformance,
+        quality_score=report.score,
+    )
 
 
 def at_rest_aad(code: str, content_digest: str) -> bytes:
@@ -143,15 +193,18 @@ def derive_open_edition(plain: Path, dest: Path, schema: Schema) -> int:
         for batch in src.iter_batches(batch_size=OPEN_BATCH_ROWS, columns=kept):
             frame = masking.mask_frame(batch.to_pandas(), {c: tags[c] for c in kept}, "public")
             table = pa.Table.from_pandas(frame, preserve_index=False)
-            table = table.append_column(ROW_COLUMN, pa.array(range(row + 1, row + len(frame) + 1), pa.int64()))
+            table = table.append_column(
+                ROW_COLUMN, pa.array(range(row + 1, row + len(frame) + 1), pa.int64())
+            )
             row += len(frame)
             if writer is None:
                 writer = pq.ParquetWriter(dest, table.schema, compression="zstd")
             writer.write_table(table, row_group_size=OPEN_BATCH_ROWS)
         if writer is None:  # no rows: still write a valid, empty open edition
-            empty = pa.Table.from_pandas(masking.mask_frame(src.read(columns=kept).to_pandas(),
-                                                            {c: tags[c] for c in kept}, "public"),
-                                         preserve_index=False)
+            empty = pa.Table.from_pandas(
+                masking.mask_frame(src.read(columns=kept).to_pandas(), {c: tags[c] for c in kept}, "public"),
+                preserve_index=False,
+            )
             pq.write_table(empty.append_column(ROW_COLUMN, pa.array([], pa.int64())), dest)
     finally:
         if writer is not None:
@@ -161,16 +214,29 @@ def derive_open_edition(plain: Path, dest: Path, schema: Schema) -> int:
 
 def _go_live(s: Session, code: str, staged: Staged, data_dir: Path, actor: Actor, act: Any) -> DatasetVersion:
     ds = service.get(s, code, for_update=True)  # serialises concurrent publishes of one dataset
-    number = (s.exec(select(func.max(DatasetVersion.number)).where(DatasetVersion.dataset_id == ds.id)).one()
-              or 0) + 1
+    number = (
+        s.exec(select(func.max(DatasetVersion.number)).where(DatasetVersion.dataset_id == ds.id)).one() or 0
+    ) + 1
     final = storage.version_dir(data_dir, code, number)
     storage.commit_dir(staged.dir, final)
     s.info.setdefault("on_rollback", []).append(lambda: storage.remove_dir(final))
-    v = DatasetVersion(dataset_id=ds.id or 0, number=number, rows=staged.rows, bytes=staged.bytes,
-                       content_digest=staged.content_digest, encrypted=staged.encrypted,
-                       source_format=staged.source_format, encoding=staged.encoding, open_rows=staged.open_rows,
-                       open_digest=staged.open_digest, quality_score=staged.quality_score, quality=staged.quality,
-                       conformance=staged.conformance, published_by=actor.principal, created_at=clock.now())
+    v = DatasetVersion(
+        dataset_id=ds.id or 0,
+        number=number,
+        rows=staged.rows,
+        bytes=staged.bytes,
+        content_digest=staged.content_digest,
+        encrypted=staged.encrypted,
+        source_format=staged.source_format,
+        encoding=staged.encoding,
+        open_rows=staged.open_rows,
+        open_digest=staged.open_digest,
+        quality_score=staged.quality_score,
+        quality=staged.quality,
+        conformance=staged.conformance,
+        published_by=actor.principal,
+        created_at=clock.now(),
+    )
     s.add(v)
     ds.current_version = number
     ds.quality_score = staged.quality_score
@@ -178,9 +244,18 @@ def _go_live(s: Session, code: str, staged: Staged, data_dir: Path, actor: Actor
     s.add(ds)
     s.flush()
     act.dataset_version = number
-    act.outcome.update({"stage": "live", "version": number, "rows": staged.rows, "bytes": staged.bytes,
-                        "digest": staged.content_digest, "encrypted": staged.encrypted,
-                        "open_rows": staged.open_rows, "grade": ds.grade})
+    act.outcome.update(
+        {
+            "stage": "live",
+            "version": number,
+            "rows": staged.rows,
+            "bytes": staged.bytes,
+            "digest": staged.content_digest,
+            "encrypted": staged.encrypted,
+            "open_rows": staged.open_rows,
+            "grade": ds.grade,
+        }
+    )
     return v
 
 
@@ -204,4 +279,3 @@ def copy_upload(src: Any, dest: Path, *, limit: int) -> int:
                 raise TooLarge(f"the upload exceeds the limit of {limit} bytes")
             out.write(chunk)
     return total
-

@@ -241,6 +241,7 @@ def _after(
         return f"({cols}) {cmp} ({','.join('?' * len(keys))})", list(values)
     name, direction = keys[0]
     col, v = _q(name), values[0]
+    rest_args: list[Any]
     if len(keys) == 1:
         rest, rest_args = "0", []
     else:

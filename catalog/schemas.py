@@ -26,7 +26,9 @@ class DatasetCreate(BaseModel):
     description_en: str | None = Field(default=None, max_length=20_000)
     category: Category
     keywords: list[str] = Field(default_factory=list, max_length=50)
-    department: str | None = Field(default=None, max_length=200, description="provider name; default: the org's")
+    department: str | None = Field(
+        default=None, max_length=200, description="provider name; default: the org's"
+    )
     update_cycle: UpdateCycle = "irregular"
     open_type: OpenType
     share_type: OpenType
@@ -37,7 +39,8 @@ class DatasetCreate(BaseModel):
     fields: list[FieldSpec] = Field(min_length=1, max_length=1000)
     key: str | None = None
     expectations: dict[str, Any] | None = Field(
-        default=None, description="a Great Expectations suite (JSON) of declared expectations")
+        default=None, description="a Great Expectations suite (JSON) of declared expectations"
+    )
 
 
 class DatasetUpdate(BaseModel):

@@ -73,12 +73,19 @@ def search(session: Session, *, actor: Actor, query: SearchQuery) -> SearchResul
     visible = [d for d, ok in zip(candidates, decisions, strict=True) if ok.allowed]
     if "format" in query.filters:
         visible = [d for d in visible if query.filters["format"] in _formats(d)]
-    facets = {name: dict(Counter(v for d in visible for v in _facet_value(d, name)).most_common())
-              for name in FACETS}
+    facets = {
+        name: dict(Counter(v for d in visible for v in _facet_value(d, name)).most_common())
+        for name in FACETS
+    }
     visible.sort(key=_sort_key(query.sort, terms))
     start = (query.page - 1) * query.size
-    return SearchResult(items=visible[start:start + query.size], total=len(visible), facets=facets,
-                        page=query.page, size=query.size)
+    return SearchResult(
+        items=visible[start : start + query.size],
+        total=len(visible),
+        facets=facets,
+        page=query.page,
+        size=query.size,
+    )
 
 
 def _sort_key(sort: str, terms: list[str]) -> Any:
@@ -93,4 +100,8 @@ def _sort_key(sort: str, terms: list[str]) -> Any:
     if sort == "-quality":
         return lambda d: -(d.quality_score or 0.0)
     # relevance: title hits first, then more occurrences, then code for stability
-    return lambda d: (-sum(t in d.title.lower() for t in terms), -sum(d.search_text.count(t) for t in terms), d.code)
+    return lambda d: (
+        -sum(t in d.title.lower() for t in terms),
+        -sum(d.search_text.count(t) for t in terms),
+        d.code,
+    )

@@ -31,8 +31,10 @@ OPEN = "open.parquet"
 def check_code(code: str) -> str:
     """A dataset code safe to use as a directory name (letters, digits, '-'), e.g. 510100-RK-0001."""
     if not CODE_RE.fullmatch(code):
-        raise Invalid("dataset code: 4-64 letters, digits and '-', starting and ending with a letter or digit "
-                      "(e.g. 510100-RK-0001)")
+        raise Invalid(
+            "dataset code: 4-64 letters, digits and '-', starting and ending with a letter or digit "
+            "(e.g. 510100-RK-0001)"
+        )
     return code
 
 

@@ -31,8 +31,12 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
     app.state.pdg = state
     errors.install(app)
     _include_routers(app)
-    app.add_middleware(GatewayMiddleware, max_json_bytes=settings.limits.max_json_bytes,  # type: ignore[arg-type]
-                       max_upload_bytes=settings.limits.max_upload_bytes, upload_path=UPLOAD_PATHS)
+    app.add_middleware(
+        GatewayMiddleware,
+        max_json_bytes=settings.limits.max_json_bytes,
+        max_upload_bytes=settings.limits.max_upload_bytes,
+        upload_path=UPLOAD_PATHS,
+    )
     return app
 
 
@@ -49,7 +53,7 @@ def _include_routers(app: FastAPI) -> None:
             app.include_router(module.router, prefix=prefix, tags=[name])
 
 
-def _optional_router(name: str):  # type: ignore[no-untyped-def]
+def _optional_router(name: str):
     import importlib
 
     try:

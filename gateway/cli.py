@@ -14,13 +14,17 @@ import typer
 from common.actor import Actor
 from common.errors import DomainError
 
-app = typer.Typer(help="Public Data Gateway (公共数据网关): run it, administer it, verify what it produced.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Public Data Gateway (公共数据网关): run it, administer it, verify what it produced.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 admin_app = typer.Typer(help="Organisations, principals and tokens.", no_args_is_help=True)
 principal_app = typer.Typer(help="Principals (people and systems that act).", no_args_is_help=True)
-org_app = typer.Typer(help="Organisations (departments, enterprises, operator, audit offices).",
-                      no_args_is_help=True)
+org_app = typer.Typer(
+    help="Organisations (departments, enterprises, operator, audit offices).", no_args_is_help=True
+)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
@@ -44,7 +48,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings():
     from pydantic import ValidationError
 
     from gateway.settings import get_settings
@@ -55,7 +59,7 @@ def _settings():  # type: ignore[no-untyped-def]
         raise fail("; ".join(str(e.get("msg", e)) for e in exc.errors()), 2) from None
 
 
-def _engine():  # type: ignore[no-untyped-def]
+def _engine():
     from gateway.db import make_engine
 
     return make_engine(_settings().db_url)
@@ -79,7 +83,7 @@ def db_current() -> None:
     typer.echo(f"applied: {db.current_revision(_engine())}  expected: {db.head_revision()}")
 
 
-def _run_service(fn):  # type: ignore[no-untyped-def]
+def _run_service(fn):
     """Run `fn(session)` in one unit of work; domain errors become a message and exit code 1."""
     from gateway.db import unit_of_work
     from policies.engine import Engine, set_engine
@@ -94,30 +98,44 @@ def _run_service(fn):  # type: ignore[no-untyped-def]
 
 
 @org_app.command("create")
-def org_create(code: Annotated[str, typer.Option(help="stable code, e.g. 510100-GA")],
-               name: Annotated[str, typer.Option(help="name (Chinese welcome)")],
-               kind: Annotated[str, typer.Option(help="department|enterprise|operator|audit_office|admin")],
-               sm2_public_key: Annotated[Path | None, typer.Option(help="enterprise SM2 public key PEM")] = None,
-               ) -> None:
+def org_create(
+    code: Annotated[str, typer.Option(help="stable code, e.g. 510100-GA")],
+    name: Annotated[str, typer.Option(help="name (Chinese welcome)")],
+    kind: Annotated[str, typer.Option(help="department|enterprise|operator|audit_office|admin")],
+    sm2_public_key: Annotated[Path | None, typer.Option(help="enterprise SM2 public key PEM")] = None,
+) -> None:
     """Register an organisation."""
     import identity
 
     pem = sm2_public_key.read_text() if sm2_public_key else None
-    org = _run_service(lambda s: identity.create_organisation(s, actor=Actor.system("cli"), code=code, name=name,
-                                                              kind=kind, sm2_public_key_pem=pem))
+    org = _run_service(
+        lambda s: identity.create_organisation(
+            s, actor=Actor.system("cli"), code=code, name=name, kind=kind, sm2_public_key_pem=pem
+        )
+    )
     typer.echo(f"organisation {org.code} ({org.kind}) created")
 
 
 @principal_app.command("create")
-def principal_create(role: Annotated[str, typer.Option(help="department|operator|enterprise|auditor|admin")],
-                     org: Annotated[str, typer.Option(help="organisation code")],
-                     name: Annotated[str, typer.Option(help="display name")],
-                     expires_days: Annotated[int, typer.Option(help="token lifetime in days")] = 365) -> None:
+def principal_create(
+    role: Annotated[str, typer.Option(help="department|operator|enterprise|auditor|admin")],
+    org: Annotated[str, typer.Option(help="organisation code")],
+    name: Annotated[str, typer.Option(help="display name")],
+    expires_days: Annotated[int, typer.Option(help="token lifetime in days")] = 365,
+) -> None:
     """Create a principal and print its API token once."""
     import identity
 
-    principal, token = _run_service(lambda s: identity.create_principal(
-        s, actor=Actor.system("cli"), org_code=org, role=role, name=name, expires_in=timedelta(days=expires_days)))
+    principal, token = _run_service(
+        lambda s: identity.create_principal(
+            s,
+            actor=Actor.system("cli"),
+            org_code=org,
+            role=role,
+            name=name,
+            expires_in=timedelta(days=expires_days),
+        )
+    )
     typer.echo(f"principal {principal.code} ({role} in {org}) created; its token (shown once):", err=True)
     typer.echo(token)
 
@@ -132,9 +150,11 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="the 16-character 
 
 
 @app.command()
-def serve(host: Annotated[str | None, typer.Option(help="bind address (PDG_HOST)")] = None,
-          port: Annotated[int | None, typer.Option(help="port (PDG_PORT)")] = None,
-          workers: Annotated[int | None, typer.Option(help="worker processes (PDG_WORKERS)")] = None) -> None:
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (PDG_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (PDG_PORT)")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes (PDG_WORKERS)")] = None,
+) -> None:
     """Migrate, then serve (what a deployment runs). No sample data."""
     from gateway import server
 
@@ -143,9 +163,11 @@ def serve(host: Annotated[str | None, typer.Option(help="bind address (PDG_HOST)
 
 
 @app.command()
-def run(host: Annotated[str | None, typer.Option(help="bind address")] = None,
-        port: Annotated[int | None, typer.Option(help="port")] = None,
-        workers: Annotated[int | None, typer.Option(help="worker processes")] = None) -> None:
+def run(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes")] = None,
+) -> None:
     """Embedded default: migrate, load the sample base libraries, print URLs and tokens, serve."""
     from gateway import server
 

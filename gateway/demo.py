@@ -52,28 +52,34 @@ def bootstrap(settings: Settings) -> Bootstrap:
     issued: list[tuple[str, str, str]] = []
     with unit_of_work(engine) as s:
         for code, name, kind in ORGS:
-            if s.exec(select(identity.Organisation).where(identity.Organisation.code == code)).first() is None:
+            if (
+                s.exec(select(identity.Organisation).where(identity.Organisation.code == code)).first()
+                is None
+            ):
                 identity.create_organisation(s, actor=system, code=code, name=name, kind=kind)
         for role, org, name in PRINCIPALS:
             existing = s.exec(select(identity.Principal).where(identity.Principal.name == name)).first()
             if existing is None:
-                _, token = identity.create_principal(s, actor=system, org_code=org, role=role, name=name,
-                                                     expires_in=timedelta(days=7))
+                _, token = identity.create_principal(
+                    s, actor=system, org_code=org, role=role, name=name, expires_in=timedelta(days=7)
+                )
             else:
-                token = identity.issue_token(s, actor=system, principal_code=existing.code,
-                                             expires_in=timedelta(days=7))
+                token = identity.issue_token(
+                    s, actor=system, principal_code=existing.code, expires_in=timedelta(days=7)
+                )
             issued.append((role, org, token))
     datasets = _load_samples(settings, engine)
     engine.dispose()
     return Bootstrap(tokens=issued, datasets=datasets)
 
 
-def _load_samples(settings: Settings, engine) -> list[str]:  # type: ignore[no-untyped-def]
+def _load_samples(settings: Settings, engine) -> list[str]:
     from catalog import demo_data
     from gateway.state import load_keyring
 
-    return demo_data.load(uow=lambda: unit_of_work(engine), data_dir=settings.data_dir,
-                          keyring=load_keyring(settings))
+    return demo_data.load(
+        uow=lambda: unit_of_work(engine), data_dir=settings.data_dir, keyring=load_keyring(settings)
+    )
 
 
 def print_banner(settings: Settings, boot: Bootstrap) -> None:

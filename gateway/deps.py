@@ -18,7 +18,7 @@ from gateway.state import AppState
 
 
 def get_state(request: Request) -> AppState:
-    return request.app.state.pdg  # type: ignore[no-any-return]
+    return request.app.state.pdg
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
@@ -43,8 +43,10 @@ def current_actor(request: Request, state: StateDep) -> Actor:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("use `Authorization: Bearer <token>`")
     if state.limiter.hit(f"authfail:{client}", limits.auth_failures_per_minute, count=False):
-        raise RateLimited("too many failed sign-ins from this address; wait before trying again",
-                          retry_after=state.limiter.retry_after(f"authfail:{client}"))
+        raise RateLimited(
+            "too many failed sign-ins from this address; wait before trying again",
+            retry_after=state.limiter.retry_after(f"authfail:{client}"),
+        )
     try:
         with unit_of_work(state.engine) as session:
             actor = identity.authenticate(session, token.strip(), client_addr=client, request_id=rid)

@@ -34,8 +34,16 @@ _HTTP_SLUGS = {
 }
 
 
-def problem(status: int, slug: str, title: str, detail: str, *, request: Request | None = None,
-            headers: dict[str, str] | None = None, **extensions: Any) -> JSONResponse:
+def problem(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    *,
+    request: Request | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
     """The one problem+json response."""
     rid = getattr(request.state, "request_id", None) if request is not None else None
     body: dict[str, Any] = {
@@ -74,15 +82,27 @@ def install(app: FastAPI) -> None:
             headers["Content-Range"] = str(exc.extra["content_range"])
         if exc.status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="pdg"'
-        return problem(exc.status, exc.type_slug, exc.title, exc.detail, request=request, headers=headers or None,
-                       **extra)
+        return problem(
+            exc.status,
+            exc.type_slug,
+            exc.title,
+            exc.detail,
+            request=request,
+            headers=headers or None,
+            **extra,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail, errors = _validation_detail(exc)
         if any(e["message"].startswith("JSON decode error") for e in errors):
-            return problem(400, "malformed-json", "Malformed JSON", "the body is not valid JSON: " + detail,
-                           request=request)
+            return problem(
+                400,
+                "malformed-json",
+                "Malformed JSON",
+                "the body is not valid JSON: " + detail,
+                request=request,
+            )
         return problem(422, "invalid", "Invalid input", detail, request=request, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
@@ -93,11 +113,17 @@ def install(app: FastAPI) -> None:
             detail = f"no resource at {request.url.path}; see /docs for the API"
         if exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
-        return problem(exc.status_code, slug, title, detail, request=request,
-                       headers=getattr(exc, "headers", None))
+        return problem(
+            exc.status_code, slug, title, detail, request=request, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"request_id": getattr(request.state, "request_id", None)})
-        return problem(500, "internal", "Internal error",
-                       "the gateway failed unexpectedly; quote the request id to the operator", request=request)
+        return problem(
+            500,
+            "internal",
+            "Internal error",
+            "the gateway failed unexpectedly; quote the request id to the operator",
+            request=request,
+        )

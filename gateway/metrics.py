@@ -14,8 +14,12 @@ from prometheus_client import (
 )
 
 REQUESTS = Counter("pdg_http_requests_total", "HTTP requests", ["method", "route", "status"])
-LATENCY = Histogram("pdg_http_request_seconds", "HTTP request latency", ["method", "route"],
-                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+LATENCY = Histogram(
+    "pdg_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 AUDIT_RECORDS = Counter("pdg_audit_records_total", "Audit records written", ["decision"])
 ROWS_SERVED = Counter("pdg_open_rows_served_total", "Open-data rows served", ["format"])
 

@@ -30,25 +30,53 @@ class BodyTooLarge(Exception):
     pass
 
 
-def problem_bytes(status: int, slug: str, title: str, detail: str, request_id: str | None, path: str) -> bytes:
-    return json.dumps({"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail,
-                       "instance": path, "request_id": request_id}).encode()
+def problem_bytes(
+    status: int, slug: str, title: str, detail: str, request_id: str | None, path: str
+) -> bytes:
+    return json.dumps(
+        {
+            "type": PROBLEM_BASE + slug,
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "instance": path,
+            "request_id": request_id,
+        }
+    ).encode()
 
 
-async def send_problem(send: Send, status: int, slug: str, title: str, detail: str, request_id: str | None,
-                       path: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def send_problem(
+    send: Send,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    request_id: str | None,
+    path: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     body = problem_bytes(status, slug, title, detail, request_id, path)
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()),
-        *([(b"x-request-id", request_id.encode())] if request_id else []), *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                *([(b"x-request-id", request_id.encode())] if request_id else []),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
 class GatewayMiddleware:
     """Request id, size limits, one JSON access-log line and metrics per request."""
 
-    def __init__(self, app: ASGIApp, *, max_json_bytes: int, max_upload_bytes: int,
-                 upload_path: re.Pattern[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_json_bytes: int, max_upload_bytes: int, upload_path: re.Pattern[str]
+    ) -> None:
         self.app = app
         self.max_json = max_json_bytes
         self.max_upload = max_upload_bytes
@@ -72,12 +100,20 @@ class GatewayMiddleware:
             try:
                 too_big = int(declared) > limit
             except ValueError:
-                await send_problem(send, 400, "bad-request", "Bad request", "Content-Length is not a number", rid,
-                                   path)
+                await send_problem(
+                    send, 400, "bad-request", "Bad request", "Content-Length is not a number", rid, path
+                )
                 return
             if too_big:
-                await send_problem(send, 413, "too-large", "Payload too large",
-                                   f"the body exceeds the limit of {limit} bytes for this endpoint", rid, path)
+                await send_problem(
+                    send,
+                    413,
+                    "too-large",
+                    "Payload too large",
+                    f"the body exceeds the limit of {limit} bytes for this endpoint",
+                    rid,
+                    path,
+                )
                 self._log(scope, 413, started, rid)
                 return
 
@@ -107,8 +143,15 @@ class GatewayMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not response_started:
-                await send_problem(send, 413, "too-large", "Payload too large",
-                                   f"the body exceeds the limit of {limit} bytes for this endpoint", rid, path)
+                await send_problem(
+                    send,
+                    413,
+                    "too-large",
+                    "Payload too large",
+                    f"the body exceeds the limit of {limit} bytes for this endpoint",
+                    rid,
+                    path,
+                )
             status_holder["status"] = 413
         finally:
             self._log(scope, status_holder["status"], started, rid)
@@ -120,6 +163,14 @@ class GatewayMiddleware:
         template = getattr(route, "path", None) or "unmatched"
         metrics.observe_request(scope.get("method", ""), template, status, elapsed)
         # Path only: query strings can carry filter values, i.e. row data; tokens never reach logs.
-        access_log.info("request", extra={
-            "request_id": rid, "method": scope.get("method"), "route": template, "status": status,
-            "ms": round(elapsed * 1000, 2), "client": (scope.get("client") or ("", 0))[0]})
+        access_log.info(
+            "request",
+            extra={
+                "request_id": rid,
+                "method": scope.get("method"),
+                "route": template,
+                "status": status,
+                "ms": round(elapsed * 1000, 2),
+                "client": (scope.get("client") or ("", 0))[0],
+            },
+        )

@@ -40,7 +40,9 @@ def serve(settings: Settings, *, samples: bool) -> None:
         mdir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(mdir.resolve())
     start_housekeeping(settings)
-    typer.echo(f"serving on http://{settings.host}:{settings.port} with {settings.workers} worker(s)", err=True)
+    typer.echo(
+        f"serving on http://{settings.host}:{settings.port} with {settings.workers} worker(s)", err=True
+    )
     uvicorn.run(
         "gateway.app:create_app_from_env",
         factory=True,

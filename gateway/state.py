@@ -34,8 +34,9 @@ def load_keyring(settings: Settings) -> Any:
     from gmcrypto.keys import Keyring
 
     if settings.signing_key_pem is not None and settings.kek is not None:
-        return Keyring.from_pem(settings.signing_key_pem.get_secret_value().encode(),
-                                settings.kek.get_secret_value())
+        return Keyring.from_pem(
+            settings.signing_key_pem.get_secret_value().encode(), settings.kek.get_secret_value()
+        )
     return Keyring.load_or_create(settings.keys_path)
 
 

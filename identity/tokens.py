@@ -21,7 +21,9 @@ class NewToken:
 
 def new_token() -> NewToken:
     """A fresh token: 80-bit public id for lookup, 256-bit secret."""
-    token_id = "".join(secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789") for _ in range(16))
+    token_id = "".join(
+        secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789") for _ in range(16)
+    )
     secret = secrets.token_urlsafe(32)  # 43 chars, 256 bits
     return NewToken(token_id, sm3.hexdigest(secret.encode()), f"pdg_{token_id}_{secret}")
 

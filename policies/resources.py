@@ -16,16 +16,25 @@ def organisation(code: str, kind: str) -> Resource:
     return Resource.organisation(code=code, kind=kind)
 
 
-def dataset_attrs(*, code: str, owner: str, category: str, grade: int, open_type: str, share_type: str) -> Resource:
+def dataset_attrs(
+    *, code: str, owner: str, category: str, grade: int, open_type: str, share_type: str
+) -> Resource:
     """A dataset from its attributes (e.g. one being registered)."""
-    return Resource.dataset(code, category=category, grade=grade, open_type=open_type, share_type=share_type,
-                            owner=owner)
+    return Resource.dataset(
+        code, category=category, grade=grade, open_type=open_type, share_type=share_type, owner=owner
+    )
 
 
 def dataset(ds: Any) -> Resource:
     """A catalog Dataset row as a resource; grade codes 'G1'..'G4' become levels 1..4."""
-    return dataset_attrs(code=ds.code, owner=ds.owner_org, category=ds.category, grade=int(str(ds.grade).lstrip("G")),
-                         open_type=ds.open_type, share_type=ds.share_type)
+    return dataset_attrs(
+        code=ds.code,
+        owner=ds.owner_org,
+        category=ds.category,
+        grade=int(str(ds.grade).lstrip("G")),
+        open_type=ds.open_type,
+        share_type=ds.share_type,
+    )
 
 
 def audit_log() -> Resource:

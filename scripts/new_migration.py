@@ -17,7 +17,6 @@ from alembic import command
 from gateway import db
 
 
-
 def main(message: str, rev_id: str) -> None:
     engine = db.make_engine("sqlite:///" + tempfile.mkdtemp() + "/scratch.db")
     db.upgrade(engine)

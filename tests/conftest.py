@@ -125,8 +125,13 @@ class Who:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-ORG_KIND = {"department": "department", "operator": "operator", "enterprise": "enterprise",
-            "auditor": "audit_office", "admin": "admin"}
+ORG_KIND = {
+    "department": "department",
+    "operator": "operator",
+    "enterprise": "enterprise",
+    "auditor": "audit_office",
+    "admin": "admin",
+}
 
 
 @pytest.fixture
@@ -135,17 +140,21 @@ def make_principal(engine):  # type: ignore[no-untyped-def]
     import identity
     from gateway.db import unit_of_work
 
-    def make(role: str, org: str | None = None, *, name: str | None = None, org_name: str | None = None) -> Who:
+    def make(
+        role: str, org: str | None = None, *, name: str | None = None, org_name: str | None = None
+    ) -> Who:
         org = org or f"{role[:3].upper()}-{uuid.uuid4().hex[:6]}"
         system = Actor.system("tests")
         with unit_of_work(engine) as s:
             from sqlmodel import select
 
             if s.exec(select(identity.Organisation).where(identity.Organisation.code == org)).first() is None:
-                identity.create_organisation(s, actor=system, code=org, name=org_name or f"测试{org}",
-                                             kind=ORG_KIND[role])
-            p, token = identity.create_principal(s, actor=system, org_code=org, role=role,
-                                                 name=name or f"{role} of {org}")
+                identity.create_organisation(
+                    s, actor=system, code=org, name=org_name or f"测试{org}", kind=ORG_KIND[role]
+                )
+            p, token = identity.create_principal(
+                s, actor=system, org_code=org, role=role, name=name or f"{role} of {org}"
+            )
         return Who(actor=Actor(principal=p.code, role=role, org=org, name=p.name), token=token)
 
     return make
@@ -181,5 +190,17 @@ def audit_rows(engine, **filters) -> list[AuditRow]:  # type: ignore[no-untyped-
                 break
             before = page.items[-1].seq
     rows.sort(key=lambda r: r.seq)
-    return [AuditRow(r.seq, r.principal, r.action, r.allowed, json.loads(r.reasons), json.loads(r.outcome),
-                     r.scenario, r.experiment, r.dataset) for r in rows]
+    return [
+        AuditRow(
+            r.seq,
+            r.principal,
+            r.action,
+            r.allowed,
+            json.loads(r.reasons),
+            json.loads(r.outcome),
+            r.scenario,
+            r.experiment,
+            r.dataset,
+        )
+        for r in rows
+    ]

@@ -46,7 +46,7 @@ def verify(
     raise typer.Exit(1)
 
 
-def _service_context():  # type: ignore[no-untyped-def]
+def _service_context():
     """Settings, engine, keyring and policies for commands that act on the live log (as the gateway itself)."""
     from gateway.cli import _settings
     from gateway.db import make_engine
@@ -77,9 +77,11 @@ def checkpoint() -> None:
 
 
 @app.command("export")
-def export_cmd(out: Path = typer.Option(..., "--out", help="a .zip file or a new directory"),
-               first_seq: int = typer.Option(1, help="first record"),
-               sign: bool = typer.Option(True, help="sign a checkpoint first so every record is covered")) -> None:
+def export_cmd(
+    out: Path = typer.Option(..., "--out", help="a .zip file or a new directory"),
+    first_seq: int = typer.Option(1, help="first record"),
+    sign: bool = typer.Option(True, help="sign a checkpoint first so every record is covered"),
+) -> None:
     """Export the live log with its checkpoints and proof material, for `pdg audit verify`."""
     from common.actor import Actor
     from common.errors import DomainError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 
 from alembic import context
@@ -10,10 +11,8 @@ from sqlmodel import SQLModel
 # Every package that defines tables, so autogenerate sees the whole schema.
 MODEL_MODULES = ("identity.models", "audit.models", "catalog.models", "sandbox.models", "datarange.models")
 for _module in context.config.attributes.get("model_modules", MODEL_MODULES):
-    try:
+    with contextlib.suppress(ModuleNotFoundError):  # a layer without tables yet
         importlib.import_module(_module)
-    except ModuleNotFoundError:
-        pass
 
 target_metadata = SQLModel.metadata
 
@@ -31,9 +30,13 @@ def run() -> None:
     _migrate(connection)
 
 
-def _migrate(connection) -> None:  # type: ignore[no-untyped-def]
-    context.configure(connection=connection, target_metadata=target_metadata,
-                      render_as_batch=connection.dialect.name == "sqlite", compare_type=True)
+def _migrate(connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -44,8 +44,14 @@ class PrincipalOut(BaseModel):
 @router.post("/organisations", status_code=status.HTTP_201_CREATED, response_model=OrganisationOut)
 def create_organisation(body: OrganisationIn, c: PrincipalCtxDep) -> OrganisationOut:
     with c.uow() as s:
-        org = identity.create_organisation(s, actor=c.actor, code=body.code, name=body.name, kind=body.kind,
-                                           sm2_public_key_pem=body.sm2_public_key_pem)
+        org = identity.create_organisation(
+            s,
+            actor=c.actor,
+            code=body.code,
+            name=body.name,
+            kind=body.kind,
+            sm2_public_key_pem=body.sm2_public_key_pem,
+        )
         return OrganisationOut(code=org.code, name=org.name, kind=org.kind, status=org.status)
 
 
@@ -53,8 +59,9 @@ def create_organisation(body: OrganisationIn, c: PrincipalCtxDep) -> Organisatio
 def create_principal(body: PrincipalIn, c: PrincipalCtxDep) -> PrincipalOut:
     expires = timedelta(days=body.expires_in_days) if body.expires_in_days else None
     with c.uow() as s:
-        p, token = identity.create_principal(s, actor=c.actor, org_code=body.org, role=body.role, name=body.name,
-                                             expires_in=expires)
+        p, token = identity.create_principal(
+            s, actor=c.actor, org_code=body.org, role=body.role, name=body.name, expires_in=expires
+        )
         return PrincipalOut(principal=p.code, role=p.role, org=body.org, token=token)
 
 

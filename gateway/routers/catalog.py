@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
-from fastapi.responses import JSONResponse
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from sqlmodel import select
 
 import identity
-from catalog import publish as publishing
 from catalog import dcat, search, service
+from catalog import publish as publishing
 from catalog.schemas import DatasetCreate, DatasetOut, DatasetUpdate, VersionOut
 from common.errors import BadRequest, Unsupported
 from gateway.deps import CtxDep, PrincipalCtxDep
@@ -31,8 +31,12 @@ _CONTENT_TYPES = {
 }
 
 
-@router.post("/datasets", status_code=status.HTTP_201_CREATED, response_model=DatasetOut,
-             summary="Register a dataset for your department")
+@router.post(
+    "/datasets",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetOut,
+    summary="Register a dataset for your department",
+)
 def register(body: DatasetCreate, c: PrincipalCtxDep) -> DatasetOut:
     with c.uow() as s:
         org = s.exec(select(identity.Organisation).where(identity.Organisation.code == c.actor.org)).first()
@@ -42,26 +46,49 @@ def register(body: DatasetCreate, c: PrincipalCtxDep) -> DatasetOut:
 
 @router.get("/datasets", summary="Search the catalog: full text, facets, sort, pages")
 def search_datasets(
-    c: CtxDep, request: Request,
-    q: Annotated[str, Query(max_length=200, description="words to find in titles, descriptions, keywords, "
-                                                         "field labels (Chinese or English)")] = "",
-    category: str | None = None, department: str | None = None, grade: str | None = None,
-    open_type: str | None = None, update_cycle: str | None = None, format: str | None = None,  # noqa: A002
-    sort: str = "relevance", page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    c: CtxDep,
+    request: Request,
+    q: Annotated[
+        str,
+        Query(
+            max_length=200,
+            description="words to find in titles, descriptions, keywords, field labels (Chinese or English)",
+        ),
+    ] = "",
+    category: str | None = None,
+    department: str | None = None,
+    grade: str | None = None,
+    open_type: str | None = None,
+    update_cycle: str | None = None,
+    format: str | None = None,
+    sort: str = "relevance",
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
     size: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
-    filters = {k: v for k, v in {"category": category, "department": department, "grade": grade,
-                                 "open_type": open_type, "update_cycle": update_cycle, "format": format}.items()
-               if v is not None}
+    filters = {
+        k: v
+        for k, v in {
+            "category": category,
+            "department": department,
+            "grade": grade,
+            "open_type": open_type,
+            "update_cycle": update_cycle,
+            "format": format,
+        }.items()
+        if v is not None
+    }
     with c.uow() as s:
-        res = search.search(s, actor=c.actor, query=search.SearchQuery(q=q, filters=filters, sort=sort, page=page,
-                                                                     size=size))
+        res = search.search(
+            s, actor=c.actor, query=search.SearchQuery(q=q, filters=filters, sort=sort, page=page, size=size)
+        )
     next_link = None
     if page * size < res.total:
         next_link = str(request.url.include_query_params(page=page + 1))
-    return {"data": [service.to_out(d).model_dump(mode="json") for d in res.items],
-            "links": {"self": str(request.url), "next": next_link},
-            "meta": {"total": res.total, "page": page, "size": size, "facets": res.facets}}
+    return {
+        "data": [service.to_out(d).model_dump(mode="json") for d in res.items],
+        "links": {"self": str(request.url), "next": next_link},
+        "meta": {"total": res.total, "page": page, "size": size, "facets": res.facets},
+    }
 
 
 @router.get("/dcat", summary="The catalog as DCAT-AP 3 JSON-LD")
@@ -112,15 +139,21 @@ def quality(code: str, number: int, c: CtxDep) -> dict[str, Any]:
         return service.quality(s, actor=c.actor, code=code, number=number)
 
 
-@router.post("/datasets/{code}/versions", status_code=status.HTTP_201_CREATED, response_model=VersionOut,
-             summary="Upload and publish a version (CSV, XLSX or Parquet)",
-             description="Send the file as the raw body (Content-Type text/csv, the XLSX type, "
-                         "application/vnd.apache.parquet or application/octet-stream) or as multipart field "
-                         "`file`. Encoding (utf-8, utf-8-sig, gbk, gb18030) is detected unless given. "
-                         "A refused upload answers 422 with a `report` saying which rows fail and why.")
+@router.post(
+    "/datasets/{code}/versions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=VersionOut,
+    summary="Upload and publish a version (CSV, XLSX or Parquet)",
+    description="Send the file as the raw body (Content-Type text/csv, the XLSX type, "
+    "application/vnd.apache.parquet or application/octet-stream) or as multipart field "
+    "`file`. Encoding (utf-8, utf-8-sig, gbk, gb18030) is detected unless given. "
+    "A refused upload answers 422 with a `report` saying which rows fail and why.",
+)
 async def upload_version(
-    code: str, request: Request, c: PrincipalCtxDep,
-    format: Annotated[str | None, Query(pattern="^(csv|xlsx|parquet)$")] = None,  # noqa: A002
+    code: str,
+    request: Request,
+    c: PrincipalCtxDep,
+    format: Annotated[str | None, Query(pattern="^(csv|xlsx|parquet)$")] = None,
     encoding: Annotated[str | None, Query(pattern="^(utf-8|utf-8-sig|gbk|gb18030)$")] = None,
     sheet: Annotated[str | None, Query(max_length=100)] = None,
 ) -> VersionOut:
@@ -131,8 +164,14 @@ async def upload_version(
         fmt = await _receive(request, dest, c.state.settings.limits.max_upload_bytes)
         upload = publishing.Upload(path=dest, fmt=format or fmt, encoding=encoding, sheet=sheet)
         version = await run_in_threadpool(
-            publishing.publish, c.uow, actor=c.actor, code=code, upload=upload, data_dir=c.state.data_dir,
-            keyring=c.state.keyring)
+            publishing.publish,
+            c.uow,
+            actor=c.actor,
+            code=code,
+            upload=upload,
+            data_dir=c.state.data_dir,
+            keyring=c.state.keyring,
+        )
         return service.version_out(version)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -152,8 +191,10 @@ async def _receive(request: Request, dest: Path, limit: int) -> str | None:
         name = (file.filename or "").lower()
         return next((f for f in ("csv", "xlsx", "parquet") if name.endswith("." + f)), None)
     if ctype not in _CONTENT_TYPES:
-        raise Unsupported(f"content type {ctype!r} is not an upload format; use text/csv, the XLSX type, "
-                          "application/vnd.apache.parquet or multipart/form-data")
+        raise Unsupported(
+            f"content type {ctype!r} is not an upload format; use text/csv, the XLSX type, "
+            "application/vnd.apache.parquet or multipart/form-data"
+        )
     size = 0
     with open(dest, "wb") as out:
         async for chunk in request.stream():

@@ -22,8 +22,11 @@ def activity(client, make_principal):
     dept = make_principal("department", org="510100-GA")
     ent = make_principal("enterprise", org="91510100ENT")
     client.get("/api/v1/me", headers=dept.headers)
-    client.post("/api/v1/admin/organisations", json={"code": "X-1", "name": "x", "kind": "department"},
-                headers=ent.headers)  # denied
+    client.post(
+        "/api/v1/admin/organisations",
+        json={"code": "X-1", "name": "x", "kind": "department"},
+        headers=ent.headers,
+    )  # denied
     return {"dept": dept, "ent": ent}
 
 
@@ -32,8 +35,10 @@ def test_auditor_searches_and_filters_denials(client, auditor, activity):
     assert r.status_code == 200, r.text
     rows = r.json()["data"]
     assert rows and all(not x["allowed"] for x in rows)
-    assert any(x["action"] == "organisation:create" and x["principal"] == activity["ent"].actor.principal
-               for x in rows)
+    assert any(
+        x["action"] == "organisation:create" and x["principal"] == activity["ent"].actor.principal
+        for x in rows
+    )
     agg = client.get("/api/v1/audit/aggregates", headers=auditor.headers).json()
     assert agg["per_action"]["organisation:create"] >= 1
 
@@ -42,8 +47,11 @@ def test_non_auditors_cannot_read_the_log_and_are_recorded(client, auditor, acti
     r = client.get("/api/v1/audit/events", headers=activity["ent"].headers)
     assert r.status_code == 403
     assert client.get("/api/v1/audit/events").status_code == 401
-    mine = client.get("/api/v1/audit/events", params={"principal": activity["ent"].actor.principal,
-                                                      "action": "audit:search"}, headers=auditor.headers).json()
+    mine = client.get(
+        "/api/v1/audit/events",
+        params={"principal": activity["ent"].actor.principal, "action": "audit:search"},
+        headers=auditor.headers,
+    ).json()
     assert [x["allowed"] for x in mine["data"]] == [False]
 
 
@@ -55,14 +63,25 @@ def test_inclusion_and_consistency_proofs_check_out_independently(client, audito
     for seq in (1, first["tree_size"], second["tree_size"]):
         proof = client.get(f"/api/v1/audit/proofs/{seq}", headers=auditor.headers).json()
         assert proof["tree_size"] == second["tree_size"]
-        assert indep.verify_inclusion(bytes.fromhex(proof["leaf_hash"]), seq - 1, proof["tree_size"],
-                                      [bytes.fromhex(p) for p in proof["path"]],
-                                      bytes.fromhex(second["root_hash"]))
-    cons = client.get("/api/v1/audit/proofs/consistency", params={"old_size": first["tree_size"],
-                                                                  "new_size": second["tree_size"]},
-                      headers=auditor.headers).json()
-    assert indep.verify_consistency(first["tree_size"], second["tree_size"], bytes.fromhex(first["root_hash"]),
-                                    bytes.fromhex(second["root_hash"]), [bytes.fromhex(p) for p in cons["path"]])
+        assert indep.verify_inclusion(
+            bytes.fromhex(proof["leaf_hash"]),
+            seq - 1,
+            proof["tree_size"],
+            [bytes.fromhex(p) for p in proof["path"]],
+            bytes.fromhex(second["root_hash"]),
+        )
+    cons = client.get(
+        "/api/v1/audit/proofs/consistency",
+        params={"old_size": first["tree_size"], "new_size": second["tree_size"]},
+        headers=auditor.headers,
+    ).json()
+    assert indep.verify_consistency(
+        first["tree_size"],
+        second["tree_size"],
+        bytes.fromhex(first["root_hash"]),
+        bytes.fromhex(second["root_hash"]),
+        [bytes.fromhex(p) for p in cons["path"]],
+    )
 
 
 def test_export_verifies_offline_and_tampering_is_named(client, auditor, activity, tmp_path):
@@ -80,8 +99,11 @@ def test_export_verifies_offline_and_tampering_is_named(client, auditor, activit
     with zipfile.ZipFile(export) as z:
         members = {n: z.read(n) for n in z.namelist()}
     lines = members["records.jsonl"].split(b"\n")
-    lines[1] = lines[1].replace(b'"allowed":true', b'"allowed":fals', 1) if b'"allowed":true' in lines[1] \
+    lines[1] = (
+        lines[1].replace(b'"allowed":true', b'"allowed":fals', 1)
+        if b'"allowed":true' in lines[1]
         else lines[1][:-3] + b"X" + lines[1][-2:]
+    )
     members["records.jsonl"] = b"\n".join(lines)
     bad = tmp_path / "bad.zip"
     with zipfile.ZipFile(bad, "w") as z:
@@ -103,9 +125,11 @@ def test_housekeeping_signs_and_raises_repeated_denial_alerts(client, auditor, a
     for _ in range(6):
         client.get("/api/v1/audit/events", headers=activity["ent"].headers)
     with unit_of_work(state.engine) as s:
-        done = housekeeping(s, keyring=state.keyring, interval=timedelta(seconds=0),
-                            since=clock.now() - timedelta(hours=1))
+        done = housekeeping(
+            s, keyring=state.keyring, interval=timedelta(seconds=0), since=clock.now() - timedelta(hours=1)
+        )
     assert done["checkpoint"] and done["alerts"] >= 1
     listed = client.get("/api/v1/audit/alerts", headers=auditor.headers).json()
-    assert any(a["rule"] == "repeated_denials" and a["principal"] == activity["ent"].actor.principal
-               for a in listed)
+    assert any(
+        a["rule"] == "repeated_denials" and a["principal"] == activity["ent"].actor.principal for a in listed
+    )

@@ -23,12 +23,20 @@ def published(client, make_principal, tmp_path):
         body = demo_data.registration(lib).model_dump(mode="json")
         assert client.post("/api/v1/catalog/datasets", json=body, headers=who.headers).status_code == 201
         csv = samples.write(samples.generate(lib, n), tmp_path / f"{lib}.csv").read_bytes()
-        r = client.post(f"/api/v1/catalog/datasets/{body['code']}/versions", content=csv,
-                        headers={**who.headers, "content-type": "text/csv"})
+        r = client.post(
+            f"/api/v1/catalog/datasets/{body['code']}/versions",
+            content=csv,
+            headers={**who.headers, "content-type": "text/csv"},
+        )
         assert r.status_code == 201, r.text
     closed = demo_data.registration("population").model_dump(mode="json")
-    closed.update(code="510100-RK-0900", title="内部人口核查名单", open_type="closed", share_type="closed",
-                  keywords=["核查"])
+    closed.update(
+        code="510100-RK-0900",
+        title="内部人口核查名单",
+        open_type="closed",
+        share_type="closed",
+        keywords=["核查"],
+    )
     assert client.post("/api/v1/catalog/datasets", json=closed, headers=ga.headers).status_code == 201
     return {"scjg": scjg, "ga": ga}
 
@@ -107,11 +115,17 @@ def test_downloads_stream_the_open_edition_and_are_audited(client, published, en
         assert len([json.loads(x) for x in r.text.splitlines()]) == 250
     else:
         assert pq.read_table(io.BytesIO(r.content)).num_rows == 250
-    again = client.get(f"/api/v1/open/datasets/{LP}/download.{fmt}", headers={"if-none-match": r.headers["etag"]})
+    again = client.get(
+        f"/api/v1/open/datasets/{LP}/download.{fmt}", headers={"if-none-match": r.headers["etag"]}
+    )
     assert again.status_code == 304
     from tests.conftest import audit_rows
 
-    reads = [a for a in audit_rows(engine, action="dataset:read_open", dataset=LP) if a.outcome.get("format") == fmt]
+    reads = [
+        a
+        for a in audit_rows(engine, action="dataset:read_open", dataset=LP)
+        if a.outcome.get("format") == fmt
+    ]
     assert reads and reads[0].outcome["rows"] == 250 and reads[0].outcome["bytes"] > 0
 
 
@@ -132,18 +146,22 @@ def test_parquet_range_requests(client, published):
 
 # ---- must never happen: every open endpoint against what is not open ----
 
-@pytest.mark.parametrize("path", [
-    f"/api/v1/open/datasets/{POP}/rows",
-    f"/api/v1/open/datasets/{POP}/download.csv",
-    f"/api/v1/open/datasets/{POP}/download.parquet",
-    "/api/v1/open/datasets/510100-RK-0900/rows",
-    "/api/v1/open/datasets/510100-RK-0900/download.ndjson",
-    "/api/v1/open/datasets/..%2F..%2Fkeys/rows",
-    "/api/v1/open/datasets/%2E%2E/download.csv",
-    f"/api/v1/open/datasets/{LP}/download.sm4",
-    f"/api/v1/open/datasets/{LP}%2Fv1%2Fdata.parquet.sm4/rows",
-    "/api/v1/open/datasets/NO-SUCH-CODE/rows",
-])
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/api/v1/open/datasets/{POP}/rows",
+        f"/api/v1/open/datasets/{POP}/download.csv",
+        f"/api/v1/open/datasets/{POP}/download.parquet",
+        "/api/v1/open/datasets/510100-RK-0900/rows",
+        "/api/v1/open/datasets/510100-RK-0900/download.ndjson",
+        "/api/v1/open/datasets/..%2F..%2Fkeys/rows",
+        "/api/v1/open/datasets/%2E%2E/download.csv",
+        f"/api/v1/open/datasets/{LP}/download.sm4",
+        f"/api/v1/open/datasets/{LP}%2Fv1%2Fdata.parquet.sm4/rows",
+        "/api/v1/open/datasets/NO-SUCH-CODE/rows",
+    ],
+)
 def test_nothing_but_open_editions_is_served(client, published, path):
     r = client.get(path)
     assert r.status_code in (400, 403, 404, 422), (path, r.status_code)

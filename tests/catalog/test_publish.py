@@ -28,9 +28,14 @@ def _register(engine, who, library="population"):
 
 
 def _publish(state, who, code, path, **kw):
-    return publish.publish(lambda: unit_of_work(state.engine), actor=who.actor, code=code,
-                           upload=publish.Upload(path=Path(path), **kw), data_dir=state.data_dir,
-                           keyring=state.keyring)
+    return publish.publish(
+        lambda: unit_of_work(state.engine),
+        actor=who.actor,
+        code=code,
+        upload=publish.Upload(path=Path(path), **kw),
+        data_dir=state.data_dir,
+        keyring=state.keyring,
+    )
 
 
 def _records(engine, action):
@@ -45,8 +50,9 @@ def test_register_computes_grade_with_reasons(engine, dept):
 
 
 def test_unconditional_sharing_of_personal_data_is_refused_at_registration(engine, dept):
-    body = demo_data.registration("population").model_copy(update={"code": "510100-RK-0099",
-                                                                     "share_type": "unconditional"})
+    body = demo_data.registration("population").model_copy(
+        update={"code": "510100-RK-0099", "share_type": "unconditional"}
+    )
     with pytest.raises(Invalid, match="sharing allows at most G2"), unit_of_work(engine) as s:
         service.register(s, actor=dept.actor, data=body)
 
@@ -69,8 +75,9 @@ def test_publish_g3_version_is_encrypted_at_rest_and_has_no_open_edition(state, 
     raw = (vdir / storage.RAW_SEALED).read_bytes()
     first_id = samples.generate("population", 300).frame.iloc[0]["person_id"]
     assert first_id.encode() not in raw and b"PAR1" not in raw[:8]
-    plain = state.keyring.decrypt_file_to_bytes(vdir / storage.RAW_SEALED,
-                                                aad=publish.at_rest_aad(ds.code, v.content_digest))
+    plain = state.keyring.decrypt_file_to_bytes(
+        vdir / storage.RAW_SEALED, aad=publish.at_rest_aad(ds.code, v.content_digest)
+    )
     assert plain[:4] == b"PAR1"
 
 
@@ -106,8 +113,7 @@ def test_failing_quality_is_refused_with_row_numbers_and_nothing_is_stored(state
     # Impossible dates already fail conformance (typed columns); bad check digits fail quality.
     rows_named = [r for p in report["conformance"]["problems"] for r in p["rows"]]
     if "quality" in report:
-        rows_named += [f["row"] for c in report["quality"]["checks"] if not c["passed"]
-                       for f in c["samples"]]
+        rows_named += [f["row"] for c in report["quality"]["checks"] if not c["passed"] for f in c["samples"]]
     defective = {r for rows in bad_sample.defects.values() for r in rows}
     assert rows_named and set(rows_named) <= defective
     with unit_of_work(state.engine) as s:
@@ -122,13 +128,15 @@ def test_failing_quality_is_refused_with_row_numbers_and_nothing_is_stored(state
 
 def test_concurrent_publishes_get_distinct_versions(state, dept, tmp_path):
     ds = _register(state.engine, dept)
-    paths = [samples.write(samples.generate("population", 150, seed=i), tmp_path / f"{i}.csv") for i in range(3)]
+    paths = [
+        samples.write(samples.generate("population", 150, seed=i), tmp_path / f"{i}.csv") for i in range(3)
+    ]
     results, errors = [], []
 
     def run(p):
         try:
             results.append(_publish(state, dept, ds.code, p).number)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(p,)) for p in paths]
@@ -147,8 +155,11 @@ def test_http_register_upload_and_quality(client, dept, tmp_path):
     assert resp.status_code == 201, resp.text
     assert resp.json()["grade"] == "G3"
     csv = samples.write(samples.generate("population", 120), tmp_path / "p.csv").read_bytes()
-    up = client.post(f"/api/v1/catalog/datasets/{body['code']}/versions", content=csv,
-                     headers={**dept.headers, "content-type": "text/csv"})
+    up = client.post(
+        f"/api/v1/catalog/datasets/{body['code']}/versions",
+        content=csv,
+        headers={**dept.headers, "content-type": "text/csv"},
+    )
     assert up.status_code == 201, up.text
     assert up.json()["number"] == 1 and up.json()["rows"] == 120
     q = client.get(f"/api/v1/catalog/datasets/{body['code']}/versions/1/quality", headers=dept.headers)
@@ -160,8 +171,11 @@ def test_http_register_upload_and_quality(client, dept, tmp_path):
 def test_http_rejected_upload_is_422_with_report(client, dept):
     body = demo_data.registration("population").model_dump(mode="json")
     client.post("/api/v1/catalog/datasets", json=body, headers=dept.headers)
-    resp = client.post(f"/api/v1/catalog/datasets/{body['code']}/versions", content="a,b\n1,2\n".encode(),
-                       headers={**dept.headers, "content-type": "text/csv"})
+    resp = client.post(
+        f"/api/v1/catalog/datasets/{body['code']}/versions",
+        content=b"a,b\n1,2\n",
+        headers={**dept.headers, "content-type": "text/csv"},
+    )
     assert resp.status_code == 422
     assert resp.headers["content-type"].startswith("application/problem+json")
     assert resp.json()["report"]["conformance"]["problems"]
@@ -171,5 +185,10 @@ def test_http_empty_and_wrong_type_uploads(client, dept):
     body = demo_data.registration("population").model_dump(mode="json")
     client.post("/api/v1/catalog/datasets", json=body, headers=dept.headers)
     url = f"/api/v1/catalog/datasets/{body['code']}/versions"
-    assert client.post(url, content=b"", headers={**dept.headers, "content-type": "text/csv"}).status_code == 400
-    assert client.post(url, content=b"x", headers={**dept.headers, "content-type": "image/png"}).status_code == 415
+    assert (
+        client.post(url, content=b"", headers={**dept.headers, "content-type": "text/csv"}).status_code == 400
+    )
+    assert (
+        client.post(url, content=b"x", headers={**dept.headers, "content-type": "image/png"}).status_code
+        == 415
+    )

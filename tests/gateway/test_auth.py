@@ -22,12 +22,15 @@ def test_token_from_factory_authenticates(client, make_principal):
     assert client.post(ADMIN_ONLY, json=BODY, headers=admin.headers).status_code == 201
 
 
-@pytest.mark.parametrize("header", [
-    "Bearer pdg_AAAAAAAAAAAAAAAA_" + "a" * 43,  # well-formed, unknown
-    "Bearer garbage",
-    "Basic dXNlcjpwYXNz",
-    "Bearer ",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer pdg_AAAAAAAAAAAAAAAA_" + "a" * 43,  # well-formed, unknown
+        "Bearer garbage",
+        "Basic dXNlcjpwYXNz",
+        "Bearer ",
+    ],
+)
 def test_bad_tokens_get_401_problem(client, header):
     resp = client.post(ADMIN_ONLY, json=BODY, headers={"Authorization": header})
     assert resp.status_code == 401
@@ -59,8 +62,14 @@ def test_revoked_token_is_refused_at_once(client, engine, make_principal):
 def test_expired_token_is_refused(client, engine, make_principal):
     make_principal("department", org="EXP-ORG")
     with unit_of_work(engine) as s:
-        p, token = identity.create_principal(s, actor=Actor.system("t"), org_code="EXP-ORG", role="department",
-                                             name="short-lived", expires_in=timedelta(minutes=5))
+        _, token = identity.create_principal(
+            s,
+            actor=Actor.system("t"),
+            org_code="EXP-ORG",
+            role="department",
+            name="short-lived",
+            expires_in=timedelta(minutes=5),
+        )
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     later = clock.now() + timedelta(minutes=6)
     clock.set_clock(lambda: later)
@@ -72,8 +81,11 @@ def test_expired_token_is_refused(client, engine, make_principal):
 
 def test_non_admin_cannot_create_principals_and_is_audited(client, engine, make_principal):
     dept = make_principal("department")
-    resp = client.post("/api/v1/admin/principals", json={"org": dept.actor.org, "role": "admin", "name": "x"},
-                       headers=dept.headers)
+    resp = client.post(
+        "/api/v1/admin/principals",
+        json={"org": dept.actor.org, "role": "admin", "name": "x"},
+        headers=dept.headers,
+    )
     assert resp.status_code == 403
     denied = [r for r in audit_rows(engine, action="principal:create") if not r.allowed]
     assert len(denied) == 1 and denied[0].principal == dept.actor.principal
@@ -81,7 +93,11 @@ def test_non_admin_cannot_create_principals_and_is_audited(client, engine, make_
 
 def test_brute_force_is_rate_limited(client, settings):
     settings.limits.auth_failures_per_minute = 5
-    codes = [client.get("/api/v1/me", headers={"Authorization": "Bearer pdg_AAAAAAAAAAAAAAAA_" + "b" * 43})
-             .status_code for _ in range(8)]
+    codes = [
+        client.get(
+            "/api/v1/me", headers={"Authorization": "Bearer pdg_AAAAAAAAAAAAAAAA_" + "b" * 43}
+        ).status_code
+        for _ in range(8)
+    ]
     assert codes[:5] == [401] * 5
     assert codes[5:] == [429] * 3

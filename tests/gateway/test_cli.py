@@ -26,10 +26,26 @@ def cli_env(settings, monkeypatch):
 
 
 def test_principal_create_prints_a_token_that_authenticates(cli_env, client):
-    assert runner.invoke(app, ["admin", "organisation", "create", "--code", "510100-GA", "--name", "成都市公安局",
-                               "--kind", "department"]).exit_code == 0
-    result = runner.invoke(app, ["admin", "principal", "create", "--role", "department", "--org", "510100-GA",
-                                 "--name", "张三"])
+    assert (
+        runner.invoke(
+            app,
+            [
+                "admin",
+                "organisation",
+                "create",
+                "--code",
+                "510100-GA",
+                "--name",
+                "成都市公安局",
+                "--kind",
+                "department",
+            ],
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(
+        app, ["admin", "principal", "create", "--role", "department", "--org", "510100-GA", "--name", "张三"]
+    )
     assert result.exit_code == 0, result.output
     token = result.stdout.strip().splitlines()[-1]
     me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
@@ -38,15 +54,20 @@ def test_principal_create_prints_a_token_that_authenticates(cli_env, client):
 
 
 def test_principal_create_in_unknown_org_fails_clearly(cli_env):
-    result = runner.invoke(app, ["admin", "principal", "create", "--role", "department", "--org", "NOPE",
-                                 "--name", "x"])
+    result = runner.invoke(
+        app, ["admin", "principal", "create", "--role", "department", "--org", "NOPE", "--name", "x"]
+    )
     assert result.exit_code == 1
     assert "no organisation with code 'NOPE'" in result.output
 
 
 def test_role_must_fit_the_organisation(cli_env):
-    runner.invoke(app, ["admin", "organisation", "create", "--code", "E-1", "--name", "企业", "--kind", "enterprise"])
-    result = runner.invoke(app, ["admin", "principal", "create", "--role", "auditor", "--org", "E-1", "--name", "x"])
+    runner.invoke(
+        app, ["admin", "organisation", "create", "--code", "E-1", "--name", "企业", "--kind", "enterprise"]
+    )
+    result = runner.invoke(
+        app, ["admin", "principal", "create", "--role", "auditor", "--org", "E-1", "--name", "x"]
+    )
     assert result.exit_code == 1 and "audit_office" in result.output
 
 
@@ -69,9 +90,16 @@ def test_unsafe_settings_give_a_message_and_exit_2(monkeypatch):
 
 
 def test_help_everywhere():
-    out = subprocess.run([sys.executable, "-m", "gateway.cli", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "--help"], capture_output=True, text=True, check=True
+    )
     assert "run" in out.stdout and "serve" in out.stdout
-    for args in (["admin", "--help"], ["admin", "principal", "create", "--help"], ["db", "--help"],
-                 ["serve", "--help"], ["run", "--help"]):
+    for args in (
+        ["admin", "--help"],
+        ["admin", "principal", "create", "--help"],
+        ["db", "--help"],
+        ["serve", "--help"],
+        ["run", "--help"],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, (args, result.output)

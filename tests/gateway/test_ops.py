@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def test_health(client):
     assert client.get("/health").json() == {"status": "ok"}
 
