@@ -86,8 +86,7 @@ def _recipient(session: Session, org_code: str) -> PublicKey:
     org = identity.get_organisation(session, org_code)
     if not org.sm2_public_key_pem:
         raise Conflict(
-            f"organisation {org_code!r} has no registered SM2 public key; ask the operator to "
-            "onboard it with one"
+            f"organisation {org_code!r} has no registered SM2 public key; ask the operator to onboard it with one"
         )
     try:
         return PublicKey.from_pem(org.sm2_public_key_pem.encode())
@@ -95,9 +94,7 @@ def _recipient(session: Session, org_code: str) -> PublicKey:
         raise Conflict(f"the SM2 key registered for {org_code!r} is unusable; register a new one") from None
 
 
-def create_export(
-    session: Session, *, actor: Actor, query_id: int, fmt: str, keyring: Any, data_dir: Path
-) -> Export:
+def create_export(session: Session, *, actor: Actor, query_id: int, fmt: str, keyring: Any, data_dir: Path) -> Export:
     """Seal a released result into a package for the grant holder's key; large ones wait for review."""
     if fmt not in FORMATS:
         raise Invalid(f"format must be one of {', '.join(FORMATS)}")
@@ -150,9 +147,7 @@ def create_export(
             "sql_digest": q.sql_digest,
             "format": fmt,
         }
-        rel, manifest, digest, size = _write_package(
-            session, data_dir, e.id or 0, data, recipient, keyring, refs
-        )
+        rel, manifest, digest, size = _write_package(session, data_dir, e.id or 0, data, recipient, keyring, refs)
         e.package_id, e.path, e.digest, e.size = manifest.package_id, rel, digest, size
         session.add(e)
         outcome.update(
@@ -184,9 +179,7 @@ def _write_package(
     tmp = root / f".tmp-{uuid.uuid4().hex}"
     try:
         with open(tmp, "wb") as out:
-            manifest = seal_package(
-                io.BytesIO(data), out, recipient=recipient, signer=keyring, references=refs
-            )
+            manifest = seal_package(io.BytesIO(data), out, recipient=recipient, signer=keyring, references=refs)
             out.flush()
             os.fsync(out.fileno())
         final = root / f"{export_id}-{manifest.package_id}.pdgpkg"
@@ -198,17 +191,13 @@ def _write_package(
     return f"{EXPORTS_DIR}/{final.name}", manifest, sm3.hexdigest(final.read_bytes()), final.stat().st_size
 
 
-def review_export(
-    session: Session, *, actor: Actor, export_id: int, release: bool, reason: str = ""
-) -> Export:
+def review_export(session: Session, *, actor: Actor, export_id: int, release: bool, reason: str = "") -> Export:
     """Release or refuse an export held for review (never by its requester or the requester's organisation)."""
     e = get(session, export_id, for_update=True)
     q = session.get(Query, e.query_id)
     assert q is not None
     g = grants.get(session, e.grant_id)
-    datasets, ctx = _context(
-        session, q, g, requester=e.requested_by, requester_org=e.org, requester_role="enterprise"
-    )
+    datasets, ctx = _context(session, q, g, requester=e.requested_by, requester_org=e.org, requester_role="enterprise")
     with grants.authorized_each(
         session,
         actor,

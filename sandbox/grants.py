@@ -137,14 +137,12 @@ def authorized_each(
     `grant` is no longer active the denial says so.
     """
     outcome: dict[str, Any] = {}
-    kw = {"resource_type": resource_type, "resource_id": resource_id, "purpose": purpose}
+    kw: dict[str, Any] = {"resource_type": resource_type, "resource_id": resource_id, "purpose": purpose}
     for code, ds in datasets.items():
         # Decide all first: a denial on a later dataset must be the record the unit of work logs.
         if not decide(actor, action, resources.dataset(ds), ctx_for(code)).allowed:
             try:
-                with authorized(
-                    session, actor, action, resources.dataset(ds), ctx_for(code), dataset=code, **kw
-                ):
+                with authorized(session, actor, action, resources.dataset(ds), ctx_for(code), dataset=code, **kw):
                     pass  # pragma: no cover - authorized raises Denied
             except Denied as exc:
                 if grant is not None and status(grant) != "active":
@@ -162,11 +160,11 @@ def authorized_each(
 
 def new_pseudonym_key(keyring: Any) -> bytes:
     """A fresh per-grant pseudonym key, sealed by the KEK (only the sealed blob is stored)."""
-    return keyring.wrap_data_key(os.urandom(PSEUDONYM_KEY_BYTES))  # type: ignore[no-any-return]
+    return keyring.wrap_data_key(os.urandom(PSEUDONYM_KEY_BYTES))
 
 
 def pseudonym_key(g: Grant, keyring: Any) -> bytes:
-    return keyring.unwrap_data_key(g.pseudonym_key)  # type: ignore[no-any-return]
+    return keyring.unwrap_data_key(g.pseudonym_key)
 
 
 def default_budget() -> dict[str, Any]:
@@ -268,7 +266,5 @@ def to_out(g: Grant) -> dict[str, Any]:
         "status": status(g),
         "revoked_at": g.revoked_at,
         "revoke_reason": g.revoke_reason,
-        "budget": None
-        if budget is None
-        else {"queries_left": budget.queries_left, "cells_left": budget.cells_left},
+        "budget": None if budget is None else {"queries_left": budget.queries_left, "cells_left": budget.cells_left},
     }

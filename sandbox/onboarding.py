@@ -32,8 +32,7 @@ def check_public_key(pem: str) -> PublicKey:
         return PublicKey.from_pem(pem.strip().encode())
     except (CryptoError, ValueError):
         raise Invalid(
-            "sm2_public_key_pem: not an SM2 public key on the SM2 curve "
-            "(generate one with `pdg keys generate`)"
+            "sm2_public_key_pem: not an SM2 public key on the SM2 curve (generate one with `pdg keys generate`)"
         ) from None
 
 
@@ -89,9 +88,7 @@ def onboard_enterprise(
                 session, actor=actor, org_code=code, role="enterprise", name=principal_name
             )
             principal = p.code
-        act.outcome.update(
-            {"created": created, "status": status, "key_id": key.key_id, "principal": principal}
-        )
+        act.outcome.update({"created": created, "status": status, "key_id": key.key_id, "principal": principal})
     return org, principal, token
 
 

@@ -13,6 +13,7 @@ import json
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from policies import vocabulary
 from sandbox import grants, output_control, sqlguard, workspaces
 from sandbox.budget import GrantBudget
 from sandbox.models import Grant, Query
-from sandbox.runner import Limits, ParquetBytes, SandboxRunner
+from sandbox.runner import Limits, ParquetBytes, SandboxRunner, TableSource
 
 Uow = Callable[[], AbstractContextManager[Session]]
 # Names in the vocabulary's allowed_functions -> the aggregate names the guard reports.
@@ -82,18 +83,27 @@ def identity_column(ds: Dataset) -> str | None:
     return ds.schema_def.get("key")
 
 
+@dataclass
 class _Plan:
     """What transaction 1 worked out for the run."""
 
-    def __init__(self, **kw: Any) -> None:
-        self.__dict__.update(kw)
+    grant: Grant
+    query: Query
+    guarded: sqlguard.GuardedQuery
+    sql: str | None
+    used: dict[str, Dataset]
+    versions: dict[str, Any]
+    names: dict[str, str]
+    columns: dict[str, set[str]]
+    identity: dict[str, str]
+    tags: dict[str, dict[str, str]]
+    ctx: Callable[[str], Any]
 
 
 def _prepare(s: Session, actor: Actor, grant_id: int, sql: str) -> _Plan:
     g = grants.get(s, grant_id)
     datasets = grants.datasets_of(s, g.datasets)
     names = grants.table_names(datasets)
-    by_ds = grants.columns_by_dataset(g.columns)
     schema = {t: set(grants.fields_of(datasets[c])) for t, c in names.items()}
     digest = sm3.hexdigest((sql or "").encode())
     try:
@@ -114,7 +124,7 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str) -> _Plan:
             outcome.update({"stage": "sqlguard", "sql_digest": digest, "refused": exc.detail})
             raise
     used = {names[t]: datasets[names[t]] for t in guarded.tables}
-    read = {c: [] for c in used}  # type: dict[str, list[str]]
+    read: dict[str, list[str]] = {c: [] for c in used}
     for ref in guarded.columns_read:
         table, _, column = ref.partition(".")
         read[names[table]].append(column)
@@ -122,9 +132,7 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str) -> _Plan:
     tags = {t: grants.fields_of(datasets[c]) for t, c in names.items() if c in used}
 
     def ctx(code: str) -> Any:
-        return grants.context(
-            g, columns=[grants.qualified(code, c) for c in read[code]], raw_grade=grade.get(code, 0)
-        )
+        return grants.context(g, columns=[grants.qualified(code, c) for c in read[code]], raw_grade=grade.get(code, 0))
 
     with grants.authorized_each(
         s,
@@ -179,9 +187,10 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str) -> _Plan:
         )
         if plan.sql is None:
             outcome.update({"output_control": "refused", "reasons": q.reasons})
-    cols = {
-        t: set(read[c]) | ({identity[t]} if identity.get(t) else set()) for t, c in names.items() if c in used
-    }
+    ids = {t: c for t, c in identity.items() if c}
+    # The identity column is loaded only to count individuals per group; the user's SQL cannot name it
+    # unless it was granted (the decision point checked the columns the SQL reads).
+    cols = {t: set(read[c]) | ({ids[t]} if t in ids else set()) for t, c in names.items() if c in used}
     return _Plan(
         grant=g,
         query=q,
@@ -191,7 +200,7 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str) -> _Plan:
         versions=versions,
         names=names,
         columns=cols,
-        identity={t: c for t, c in identity.items() if c},
+        identity=ids,
         tags=tags,
         ctx=ctx,
     )
@@ -230,12 +239,10 @@ def run_query(
     with uow() as s:
         p = _prepare(s, actor, grant_id, sql)
     if p.sql is None:
-        return p.query  # type: ignore[no-any-return]
+        return p.query
     try:
-        tables = {
-            t: ParquetBytes(
-                workspaces.parquet_bytes(p.used[c], p.versions[c], keyring=keyring, data_dir=data_dir)
-            )
+        tables: dict[str, TableSource] = {
+            t: ParquetBytes(workspaces.parquet_bytes(p.used[c], p.versions[c], keyring=keyring, data_dir=data_dir))
             for t, c in p.names.items()
             if c in p.used
         }
@@ -257,7 +264,7 @@ def run_query(
 
 def _finish_failed(uow: Uow, actor: Actor, p: _Plan, exc: DomainError) -> None:
     with uow() as s:
-        g = grants.get(s, p.grant.id)
+        g = grants.get(s, p.grant.id or 0)
         with grants.authorized_each(
             s,
             actor,
@@ -273,9 +280,7 @@ def _finish_failed(uow: Uow, actor: Actor, p: _Plan, exc: DomainError) -> None:
             assert q is not None
             q.status, q.reasons, q.finished_at = "failed", [exc.detail], clock.now()
             s.add(q)
-            outcome.update(
-                {"stage": "failed", "query": q.id, "sql_digest": q.sql_digest, "error": exc.type_slug}
-            )
+            outcome.update({"stage": "failed", "query": q.id, "sql_digest": q.sql_digest, "error": exc.type_slug})
 
 
 def _fresh_ctx(p: _Plan, g: Grant) -> Callable[[str], Any]:
@@ -287,7 +292,7 @@ def _fresh_ctx(p: _Plan, g: Grant) -> Callable[[str], Any]:
 
 
 def _finish(s: Session, actor: Actor, p: _Plan, result: Any) -> Query:
-    g = grants.get(s, p.grant.id, for_update=True)  # serialises budget updates of one grant
+    g = grants.get(s, p.grant.id or 0, for_update=True)  # serialises budget updates of one grant
     with grants.authorized_each(
         s,
         actor,
@@ -299,9 +304,7 @@ def _finish(s: Session, actor: Actor, p: _Plan, result: Any) -> Query:
         purpose=g.purpose,
         grant=g,
     ) as outcome:
-        budget = (
-            GrantBudget.from_dict(g.budget) if g.budget else GrantBudget.from_dict(grants.default_budget())
-        )
+        budget = GrantBudget.from_dict(g.budget) if g.budget else GrantBudget.from_dict(grants.default_budget())
         decision = output_control.check_output(
             result,
             p.guarded,
@@ -360,9 +363,7 @@ def get_query(session: Session, *, actor: Actor, query_id: int) -> Query:
 
 def list_queries(session: Session, *, actor: Actor, grant_id: int) -> list[Query]:
     """The grant's queries, newest first."""
-    qs = list(
-        session.exec(select(Query).where(Query.grant_id == grant_id).order_by(col(Query.id).desc())).all()
-    )
+    qs = list(session.exec(select(Query).where(Query.grant_id == grant_id).order_by(col(Query.id).desc())).all())
     _authorize_read(session, actor, grant_id, qs)
     return qs
 

@@ -56,10 +56,8 @@ def _validate(
     if not isinstance(duration_days, int) or not 1 <= duration_days <= MAX_DAYS:
         raise Invalid(f"duration_days must be 1..{MAX_DAYS}")
     if len(intended_outputs) > MAX_OUTPUTS or any(not o.strip() or len(o) > 200 for o in intended_outputs):
-        raise Invalid(
-            f"intended_outputs: at most {MAX_OUTPUTS} non-empty descriptions of up to 200 characters"
-        )
-    out = []
+        raise Invalid(f"intended_outputs: at most {MAX_OUTPUTS} non-empty descriptions of up to 200 characters")
+    out: list[str] = []
     for code, cols in ds_columns.items():
         known = grants.fields_of(datasets[code])
         if not cols:
@@ -233,9 +231,7 @@ def decide_request(
             outcome["expires_at"] = g.expires_at.isoformat()
         req.updated_at = now
         session.add(req)
-        outcome.update(
-            {"request": request_id, "decision": "approve" if approve else "deny", "state": req.state}
-        )
+        outcome.update({"request": request_id, "decision": "approve" if approve else "deny", "state": req.state})
     return req
 
 

@@ -32,7 +32,7 @@ def parquet_bytes(ds: Dataset, v: DatasetVersion, *, keyring: Any, data_dir: Pat
     """The version's raw Parquet in memory; encrypted-at-rest files are decrypted into memory only."""
     path = storage.raw_path(data_dir, ds.code, v.number, encrypted=v.encrypted)
     if v.encrypted:
-        return keyring.decrypt_file_to_bytes(path, aad=publish.at_rest_aad(ds.code, v.content_digest))  # type: ignore[no-any-return]
+        return keyring.decrypt_file_to_bytes(path, aad=publish.at_rest_aad(ds.code, v.content_digest))
     return path.read_bytes()
 
 
@@ -46,7 +46,7 @@ def read_frame(data: bytes, columns: list[str], *, limit: int | None = None, off
 
 def jsonable_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON-safe dicts (dates as ISO text, missing values as null)."""
-    return json.loads(df.to_json(orient="records", date_format="iso", force_ascii=False))  # type: ignore[no-any-return]
+    return json.loads(df.to_json(orient="records", date_format="iso", force_ascii=False))
 
 
 def masked_grade(tags: dict[str, str], audience: str) -> int:
@@ -123,9 +123,7 @@ def workspace(
             }
             if ds.current_version is not None:
                 v = current_version(session, ds)
-                frame = read_frame(
-                    parquet_bytes(ds, v, keyring=keyring, data_dir=data_dir), cols, limit=preview_rows
-                )
+                frame = read_frame(parquet_bytes(ds, v, keyring=keyring, data_dir=data_dir), cols, limit=preview_rows)
                 tags = grants.fields_of(ds)
                 masked = masking.mask_frame(frame, {c: tags[c] for c in cols}, "sandbox", key)
                 entry.update({"rows": v.rows, "preview": jsonable_rows(masked)})

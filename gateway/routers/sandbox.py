@@ -123,9 +123,7 @@ def submit(body: RequestIn, c: PrincipalCtxDep) -> dict[str, Any]:
         return requests.to_out(s, req)
 
 
-@router.get(
-    "/requests", response_model=list[RequestOut], summary="Your organisation's requests, or those to decide"
-)
+@router.get("/requests", response_model=list[RequestOut], summary="Your organisation's requests, or those to decide")
 def list_requests(
     c: PrincipalCtxDep, scope: Annotated[Literal["mine", "to_decide"], Query()] = "mine"
 ) -> list[dict[str, Any]]:
@@ -228,9 +226,7 @@ def list_queries(grant_id: int, c: PrincipalCtxDep) -> list[dict[str, Any]]:
         return [queries.to_out(q) for q in queries.list_queries(s, actor=c.actor, grant_id=grant_id)]
 
 
-@router.get(
-    "/queries/{query_id}", summary="A query, output control's decision and reasons, the released result"
-)
+@router.get("/queries/{query_id}", summary="A query, output control's decision and reasons, the released result")
 def get_query(query_id: int, c: PrincipalCtxDep) -> dict[str, Any]:
     with c.uow() as s:
         return queries.to_out(queries.get_query(s, actor=c.actor, query_id=query_id))

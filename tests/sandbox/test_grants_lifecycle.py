@@ -33,12 +33,21 @@ def test_columns_roles_and_expiry_are_checked_at_every_use(world):
     assert r.status_code == 403
     denied = [x for x in audit_rows(w.state.engine, action="workspace:query") if not x.allowed]
     assert denied[-1].dataset == POP and denied[-1].principal == w.ent.actor.principal
-    assert _query(w, w.ent, grant_id, "select count(*) as n from population p join population q on true "
-                  "where p.phone = q.phone").status_code == 403
+    assert (
+        _query(
+            w,
+            w.ent,
+            grant_id,
+            "select count(*) as n from population p join population q on true where p.phone = q.phone",
+        ).status_code
+        == 403
+    )
     # SQL the guard refuses is a 422 with the reason, and logged against the grant.
     bad = _query(w, w.ent, grant_id, "select * from read_csv('/etc/passwd')")
     assert bad.status_code == 422 and "read_csv" in bad.json()["detail"]
-    guard_rows = [x for x in audit_rows(w.state.engine, action="workspace:query") if x.outcome.get("stage") == "sqlguard"]
+    guard_rows = [
+        x for x in audit_rows(w.state.engine, action="workspace:query") if x.outcome.get("stage") == "sqlguard"
+    ]
     assert guard_rows and guard_rows[-1].outcome["error"] == "invalid"
     # The operator co-approved but never queries or looks into the workspace.
     assert _query(w, w.operator, grant_id, GENDER).status_code == 403
@@ -47,10 +56,19 @@ def test_columns_roles_and_expiry_are_checked_at_every_use(world):
     from gmcrypto.sm2 import PrivateKey
 
     pem = PrivateKey.generate().public_key().to_pem().decode()
-    other = w.post(w.operator, "/enterprises", {"code": "ENT-OTHER", "name": "别家", "principal_name": "x",
-                                                "sm2_public_key_pem": pem}).json()
-    assert w.client.post(f"/api/v1/sandbox/workspaces/{grant_id}/queries", json={"sql": GENDER},
-                         headers={"Authorization": f"Bearer {other['token']}"}).status_code == 403
+    other = w.post(
+        w.operator,
+        "/enterprises",
+        {"code": "ENT-OTHER", "name": "别家", "principal_name": "x", "sm2_public_key_pem": pem},
+    ).json()
+    assert (
+        w.client.post(
+            f"/api/v1/sandbox/workspaces/{grant_id}/queries",
+            json={"sql": GENDER},
+            headers={"Authorization": f"Bearer {other['token']}"},
+        ).status_code
+        == 403
+    )
     assert _query(w, w.ent, grant_id, GENDER).status_code == 201
     # Two days later the grant has expired: refused with the reason, though nothing was revoked.
     later = clock.now() + timedelta(days=2, seconds=1)
@@ -80,12 +98,18 @@ def test_revocation_takes_effect_at_once_also_mid_query(world):
     w = world
     grant_id = approve_all(w, apply(w, {POP: ["gender"]}))
     with pytest.raises(Denied, match="revoked"):
-        queries.run_query(lambda: unit_of_work(w.state.engine), actor=w.ent.actor, grant_id=grant_id, sql=GENDER,
-                          keyring=w.state.keyring, data_dir=w.state.data_dir,
-                          runner=_RevokeWhileRunning(w, grant_id))  # type: ignore[arg-type]
+        queries.run_query(
+            lambda: unit_of_work(w.state.engine),
+            actor=w.ent.actor,
+            grant_id=grant_id,
+            sql=GENDER,
+            keyring=w.state.keyring,
+            data_dir=w.state.data_dir,
+            runner=_RevokeWhileRunning(w, grant_id),  # type: ignore[arg-type]
+        )
     with unit_of_work(w.state.engine) as s:
         q = s.get(Query, 1)
-        assert q.status == "denied" and q.result is None
+        assert q is not None and q.status == "denied" and q.result is None
     stages = [(x.allowed, x.outcome.get("stage")) for x in audit_rows(w.state.engine, action="workspace:query")]
     assert stages == [(True, "started"), (False, None)]
     assert [x.allowed for x in audit_rows(w.state.engine, action="grant:revoke")] == [True]

@@ -1,6 +1,8 @@
 """The whole sandbox flow over HTTP — apply, approve, workspace, query, output control, export, review,
 download — and the package opened by an independent implementation (gmalg, gmssl, cryptography)."""
 
+# mypy: disable-error-code="arg-type,call-overload"
+# (Cryptodome's DER objects are typed loosely; the values are checked by the assertions.)
 from __future__ import annotations
 
 import base64
@@ -21,8 +23,10 @@ from tests.sandbox._world import POP, apply, approve_all
 
 sandbox_runner, world = _world.sandbox_runner, _world.world  # fixtures
 
-BY_DISTRICT = ("select household_address_code as district, gender, count(*) as people "
-               "from population group by household_address_code, gender")
+BY_DISTRICT = (
+    "select household_address_code as district, gender, count(*) as people "
+    "from population group by household_address_code, gender"
+)
 UID = b"1234567812345678"
 SIGN_CONTEXT = b"pdg.package.manifest.v1\x00"
 
@@ -54,8 +58,13 @@ def open_independently(pkg: bytes, *, gateway_public_der: bytes, private_pem: by
     payload = pkg[8 : end - slen - mlen]
     assert gmssl_sm3.sm3_hash(gmssl_func.bytes_to_list(payload)) == manifest["payload_sm3"]
     wrapped = DerSequence().decode(base64.b64decode(manifest["wrapped_key"]))
-    raw = (b"\x04" + int(wrapped[0]).to_bytes(32, "big") + int(wrapped[1]).to_bytes(32, "big")
-           + DerOctetString().decode(wrapped[2]).payload + DerOctetString().decode(wrapped[3]).payload)
+    raw = (
+        b"\x04"
+        + int(wrapped[0]).to_bytes(32, "big")
+        + int(wrapped[1]).to_bytes(32, "big")
+        + DerOctetString().decode(wrapped[2]).payload
+        + DerOctetString().decode(wrapped[3]).payload
+    )
     data_key = gmalg.SM2(sk=_scalar(private_pem)).decrypt(raw)
     assert len(data_key) == 16
     prefix = b"PDGPKG\x00\x01" + bytes.fromhex(manifest["package_id"])
@@ -111,15 +120,23 @@ def test_whole_flow_over_http_with_review_and_independent_opening(world, monkeyp
     pkg = w.client.get(f"/api/v1/sandbox/exports/{e['id']}", headers=w.ent.headers)
     assert pkg.status_code == 200 and pkg.headers["x-package-sm3"] == e["digest"]
     assert w.client.get(f"/api/v1/sandbox/exports/{e['id']}", headers=w.operator.headers).status_code == 403
-    manifest, plain = open_independently(pkg.content, gateway_public_der=w.state.keyring.public_key.to_der(),
-                                         private_pem=w.ent_key.to_pem())
+    manifest, plain = open_independently(
+        pkg.content, gateway_public_der=w.state.keyring.public_key.to_der(), private_pem=w.ent_key.to_pem()
+    )
     assert manifest["references"]["query"] == q["id"] and manifest["references"]["org"] == "ENT-DEMO"
     rows = list(csv.reader(io.StringIO(plain.decode("utf-8"))))
     assert rows[0] == ["district", "gender", "people"]
     assert [[a, b, int(c)] for a, b, c in rows[1:]] == q["result"]["rows"]
 
-    for action in ("enterprise:onboard", "request:create", "request:approve", "workspace:query", "export:create",
-                   "export:review", "export:download"):
+    for action in (
+        "enterprise:onboard",
+        "request:create",
+        "request:approve",
+        "workspace:query",
+        "export:create",
+        "export:review",
+        "export:download",
+    ):
         assert any(x.allowed for x in audit_rows(w.state.engine, action=action)), action
     finished = [x for x in audit_rows(w.state.engine, action="workspace:query") if x.outcome.get("stage") == "finished"]
     assert finished[0].outcome["sql_digest"] == q["sql_digest"] and finished[0].outcome["rows_scanned"] == 300
@@ -135,13 +152,17 @@ def test_parquet_export_below_threshold_is_released_at_once(world):
 
     w = world
     grant_id = approve_all(w, apply(w, {POP: ["gender"]}))
-    q = w.post(w.ent, f"/workspaces/{grant_id}/queries",
-               {"sql": "select gender, count(*) as n from population group by gender"}).json()
+    q = w.post(
+        w.ent,
+        f"/workspaces/{grant_id}/queries",
+        {"sql": "select gender, count(*) as n from population group by gender"},
+    ).json()
     e = w.post(w.ent, f"/queries/{q['id']}/export", {"format": "parquet"}).json()
     assert e["state"] == "released"
     pkg = w.client.get(f"/api/v1/sandbox/exports/{e['id']}", headers=w.ent.headers).content
-    _, plain = open_independently(pkg, gateway_public_der=w.state.keyring.public_key.to_der(),
-                                  private_pem=w.ent_key.to_pem())
+    _, plain = open_independently(
+        pkg, gateway_public_der=w.state.keyring.public_key.to_der(), private_pem=w.ent_key.to_pem()
+    )
     table = pq.read_table(io.BytesIO(plain))
     assert sorted(table.column("gender").to_pylist()) == ["女", "男"]
     assert (w.state.data_dir / "exports").is_dir() and not list((w.state.data_dir / "exports").glob(".tmp-*"))
@@ -156,12 +177,15 @@ def test_output_control_refusal_is_shown_with_reasons_and_budget_is_kept(world):
     assert q["decision"] == "refused" and q["result"] is None
     assert any("row-level" in reason for reason in q["reasons"])
     assert w.post(w.ent, f"/queries/{q['id']}/export", {}).status_code == 409
-    w.post(w.ent, f"/workspaces/{grant_id}/queries",
-           {"sql": "select gender, count(*) as n from population group by gender"})
+    w.post(
+        w.ent,
+        f"/workspaces/{grant_id}/queries",
+        {"sql": "select gender, count(*) as n from population group by gender"},
+    )
     listed = w.get(w.ent, f"/workspaces/{grant_id}/queries").json()
     assert [x["decision"] for x in listed] == ["released", "refused"]
-    from sandbox import grants as grants_mod
     from gateway.db import unit_of_work
+    from sandbox import grants as grants_mod
 
     with unit_of_work(w.state.engine) as s:
         g = grants_mod.get(s, grant_id)

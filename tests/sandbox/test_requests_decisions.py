@@ -5,7 +5,7 @@ from __future__ import annotations
 from gmcrypto.sm2 import PrivateKey
 from tests.conftest import audit_rows
 from tests.sandbox import _world
-from tests.sandbox._world import CERT, CLOSED, POP, apply, approve_all
+from tests.sandbox._world import CERT, CLOSED, POP, apply
 
 sandbox_runner, world = _world.sandbox_runner, _world.world  # fixtures
 
@@ -84,17 +84,26 @@ def test_onboarding_validates_the_key_and_only_the_operator_onboards(world):
     pem = PrivateKey.generate().public_key().to_pem().decode()
     ok = w.post(w.operator, "/enterprises", {"code": "ENT-TWO", "name": "第二家企业", "sm2_public_key_pem": pem})
     assert ok.status_code == 201 and ok.json()["token"] is None and len(ok.json()["key_id"]) == 32
-    again = w.post(w.operator, "/enterprises", {"code": "ENT-TWO", "name": "第二家企业", "status": "suspended",
-                                                 "sm2_public_key_pem": pem})
+    again = w.post(
+        w.operator,
+        "/enterprises",
+        {"code": "ENT-TWO", "name": "第二家企业", "status": "suspended", "sm2_public_key_pem": pem},
+    )
     assert again.status_code == 201 and again.json()["status"] == "suspended"
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    p256 = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    p256 = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     for key in (p256, "not a key", pem.replace("A", "B", 3)):
         r = w.post(w.operator, "/enterprises", {"code": "ENT-BAD", "name": "x", "sm2_public_key_pem": key})
         assert r.status_code == 422 and "SM2" in r.json()["detail"]
     assert w.post(w.ent, "/enterprises", {"code": "ENT-X", "name": "x", "sm2_public_key_pem": pem}).status_code == 403
-    assert w.post(w.operator, "/enterprises", {"code": "510100-GA", "name": "x",
-                                                "sm2_public_key_pem": pem}).status_code == 409
+    assert (
+        w.post(w.operator, "/enterprises", {"code": "510100-GA", "name": "x", "sm2_public_key_pem": pem}).status_code
+        == 409
+    )

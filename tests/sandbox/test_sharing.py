@@ -11,8 +11,17 @@ sandbox_runner, world = _world.sandbox_runner, _world.world  # fixtures
 
 
 def _share(w, who, code, columns):
-    return w.post(who, "/shares", {"dataset": code, "columns": columns, "purpose": "service_planning",
-                                   "purpose_text": "公共服务设施规划", "duration_days": 30})
+    return w.post(
+        who,
+        "/shares",
+        {
+            "dataset": code,
+            "columns": columns,
+            "purpose": "service_planning",
+            "purpose_text": "公共服务设施规划",
+            "duration_days": 30,
+        },
+    )
 
 
 def test_unconditional_share_is_granted_at_once_and_closed_is_refused(world):
