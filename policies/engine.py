@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,9 @@ class Grant:
         object.__setattr__(self, "datasets", _frozen(self.datasets))
         object.__setattr__(self, "columns", _frozen(self.columns))
 
-    def cedar(self) -> dict[str, Any]:
+    @cached_property
+    def _cedar(self) -> dict[str, Any]:
+        # A grant is immutable; services reuse one object for many decisions.
         return {
             "present": True,
             "revoked": self.revoked,
@@ -121,6 +123,10 @@ class Grant:
             "datasets": sorted(self.datasets),
             "columns": sorted(self.columns),
         }
+
+    def cedar(self) -> dict[str, Any]:
+        """The grant as the Cedar context record."""
+        return self._cedar
 
 
 _NO_GRANT = {
