@@ -92,7 +92,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         _f("name", "名称", "string", "plain", "r"),
         _f("category", "类别", "string", "plain", "r", allowed=POI_CATEGORIES),
         _f("admin_code", "行政区划代码", "string", "admin_code", "r"),
-        _f("address", "地址", "string", "address"),
+        # A public facility's address is not personal information: plain, not the G3 `address` tag.
+        _f("address", "地址", "string", "plain"),
         _f("lon", "经度(CGCS2000)", "number", "geo_point", "r", minimum=-180, maximum=180),
         _f("lat", "纬度(CGCS2000)", "number", "geo_point", "r", minimum=-90, maximum=90)]},
     "certificate": {"key": "cert_no", "fields": [

@@ -55,6 +55,8 @@ def serve(settings: Settings, *, samples: bool) -> None:
         forwarded_allow_ips="*" if settings.tls_terminated else None,
         h11_max_incomplete_event_size=settings.limits.max_header_bytes,
         timeout_keep_alive=5,
+        # Workers import pandas, pyarrow and duckdb; on a busy 2-core host that exceeds uvicorn's 5 s default.
+        timeout_worker_healthcheck=60,
     )
 
 
