@@ -198,6 +198,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/results/policies.md"))
     args = ap.parse_args()
     t0 = time.perf_counter()
+    load_avg = os.getloadavg()[0]
     load = best(Engine.load)
     decisions = bench_decisions(args.decisions)
     per_tag, open_edition, distinct = bench_masking(args.rows)
@@ -205,7 +206,7 @@ def main() -> None:
         "# policies benchmark",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared with other work), "
-        f"Python {platform.python_version()}. Best of 3 runs. "
+        f"Python {platform.python_version()}, 1-min load average {load_avg:.1f} at start. Best of 3 runs. "
         "Command: `.venv/bin/python bench/bench_policies.py`.",
         "",
         "## Decisions (cedarpy, policies parsed once, per-action candidate sets)",
