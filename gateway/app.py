@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -16,6 +18,14 @@ API = "/api/v1"
 UPLOAD_PATHS = re.compile(r"^/api/v1/catalog/datasets/[^/]+/versions$|^/api/v1/audit/verify$|^/web/")
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    from sandbox import queries
+
+    queries.shutdown_runner()  # stop the warm sandbox worker processes with the app
+
+
 def create_app(settings: Settings | None = None, *, state: AppState | None = None) -> FastAPI:
     """Build the gateway app. Migrations are applied by the CLI before serving, never per worker."""
     settings = settings or get_settings()
@@ -27,6 +37,7 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
         openapi_url=f"{API}/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        lifespan=_lifespan,
     )
     app.state.pdg = state
     errors.install(app)
