@@ -108,16 +108,11 @@ def check_schema(directory: Path) -> tuple[str | None, list[Problem]]:
     for name in sorted(declared - set(actions.ACTIONS)):
         out.append(Problem(str(path), 0, f"action {name!r} is not in the registry policies/actions.py"))
     probes = "\n".join(
-        f'permit (principal, action == Action::"{a.name}", resource is {a.resource});'
-        for a in actions.ACTIONS.values()
+        f'permit (principal, action == Action::"{a.name}", resource is {a.resource});' for a in actions.ACTIONS.values()
     )
     for line, msg in cedartext.validation_problems(probes, text):
         a = list(actions.ACTIONS.values())[line - 1]
-        out.append(
-            Problem(
-                str(path), 0, f"registry action {a.name!r} on {a.resource} does not fit the schema: {msg}"
-            )
-        )
+        out.append(Problem(str(path), 0, f"registry action {a.name!r} on {a.resource} does not fit the schema: {msg}"))
     return text, out
 
 
@@ -155,9 +150,7 @@ def check_scenario(path: Path, schema: str | None, baseline_ids: set[str], vocab
         _data, scn, problems = overlays.read_file(path)
     except ValidationError as exc:  # pragma: no cover - read_file catches these
         return _pydantic(path, root, exc)
-    out.extend(
-        Problem(str(path), _node_line(root, loc), f"{'.'.join(map(str, loc))}: {m}") for loc, m in problems
-    )
+    out.extend(Problem(str(path), _node_line(root, loc), f"{'.'.join(map(str, loc))}: {m}") for loc, m in problems)
     if scn is None:
         return out
     if vocab is not None:

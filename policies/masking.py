@@ -120,9 +120,7 @@ def generalise_address(s: pd.Series) -> pd.Series:
     # Regex extraction costs ~0.5 µs a row and addresses repeat their first characters: extract over
     # the distinct prefixes once and map back.
     longest = pc.max(pc.utf8_length(arr)).as_py() or 0
-    head = pc.dictionary_encode(
-        arr if longest <= ADDRESS_PREFIX else pc.utf8_slice_codeunits(arr, 0, ADDRESS_PREFIX)
-    )
+    head = pc.dictionary_encode(arr if longest <= ADDRESS_PREFIX else pc.utf8_slice_codeunits(arr, 0, ADDRESS_PREFIX))
     return _series(pc.take(_extract(head.dictionary, ADDRESS_RE)["area"], head.indices), s)
 
 
@@ -156,9 +154,7 @@ def grid(s: pd.Series, cell_deg: float) -> pd.Series:
 def email(s: pd.Series) -> pd.Series:
     """`zhang.san@example.cn` -> `z***@example.cn`; a non-email -> null."""
     parts = _extract(_arrow(s), EMAIL_RE)
-    return _series(
-        pc.binary_join_element_wise(parts["first"], pa.scalar("***", STR), parts["domain"], EMPTY), s
-    )
+    return _series(pc.binary_join_element_wise(parts["first"], pa.scalar("***", STR), parts["domain"], EMPTY), s)
 
 
 def pseudonym(s: pd.Series, key: bytes, hex_len: int = 16) -> pd.Series:
@@ -200,9 +196,7 @@ def mask_series(
         return email(s)
     if m.method == "pseudonym":
         if pseudonym_key is None:
-            raise Invalid(
-                f"column {s.name!r} (tag {tag}) is pseudonymised for {audience}: pass the grant's key"
-            )
+            raise Invalid(f"column {s.name!r} (tag {tag}) is pseudonymised for {audience}: pass the grant's key")
         return pseudonym(s, pseudonym_key, v.pseudonym_hex)
     raise Invalid(f"unknown masking method {m.method!r}")  # unreachable: the model restricts methods
 
@@ -224,9 +218,6 @@ def mask_frame(
     if untagged:
         raise Invalid(f"columns without a field tag cannot be masked: {', '.join(map(str, untagged))}")
     return pd.DataFrame(
-        {
-            c: mask_series(df[c], fields[c], audience, pseudonym_key=pseudonym_key, vocab=v)
-            for c in df.columns
-        },
+        {c: mask_series(df[c], fields[c], audience, pseudonym_key=pseudonym_key, vocab=v) for c in df.columns},
         index=df.index,
     )

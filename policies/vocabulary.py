@@ -205,9 +205,7 @@ def semantic_problems(v: Vocabulary) -> list[tuple[tuple[Any, ...], str]]:
                     )
                 )
         if set(tag.masking) != set(AUDIENCES):
-            out.append(
-                (("tags", name, "masking"), f"tag {name}: masking needs exactly the audiences {AUDIENCES}")
-            )
+            out.append((("tags", name, "masking"), f"tag {name}: masking needs exactly the audiences {AUDIENCES}"))
         for aud, m in tag.masking.items():
             out.extend(_masking_problems(name, tag, aud, m, top))
     oc = v.output_control
@@ -222,9 +220,7 @@ def semantic_problems(v: Vocabulary) -> list[tuple[tuple[Any, ...], str]]:
     return out
 
 
-def _masking_problems(
-    name: str, tag: Tag, aud: str, m: Masking, top: int
-) -> list[tuple[tuple[Any, ...], str]]:
+def _masking_problems(name: str, tag: Tag, aud: str, m: Masking, top: int) -> list[tuple[tuple[Any, ...], str]]:
     path = ("tags", name, "masking", aud)
     out: list[tuple[tuple[Any, ...], str]] = []
     if m.method == "partial" and (m.keep_first is None or m.keep_last is None):
@@ -368,9 +364,7 @@ def may_share(grade: int, share_type: str, *, vocab: Vocabulary | None = None) -
     return True, "ok"
 
 
-def check_types(
-    fields: FieldsArg, open_type: str, share_type: str, vocab: Vocabulary | None = None
-) -> list[str]:
+def check_types(fields: FieldsArg, open_type: str, share_type: str, vocab: Vocabulary | None = None) -> list[str]:
     """Every reason the declared open/share types do not fit these fields (empty when they do)."""
     v = vocab or default()
     grade, _ = grade_of_fields(fields, vocab=v)

@@ -17,9 +17,7 @@ def _group() -> None:
 
 @app.command("check")
 def check(
-    directory: Annotated[
-        Path | None, typer.Argument(help="policy directory (default: the packaged policies/)")
-    ] = None,
+    directory: Annotated[Path | None, typer.Argument(help="policy directory (default: the packaged policies/)")] = None,
 ) -> None:
     """Validate a policy directory; print `file:line: problem` for each fault and exit 1 if any."""
     from policies.check import check_dir
