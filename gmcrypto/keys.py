@@ -8,7 +8,8 @@ A keys directory holds (all files mode 0600, written atomically, directory 0700)
     kek-<id>.b64             base64 of each 16-byte KEK (old wrapped data keys keep unwrapping)
 
 KEK id = first 16 bytes of SM3(b"pdg.kek.id\\x00" || KEK), hex. Signing key id = PublicKey.key_id.
-A lock file serialises first-run creation and rotation between processes sharing the directory.
+A lock file (`.lock`) serialises first-run creation and rotation between processes sharing the directory;
+loading takes no lock and writes nothing, so the directory may be a read-only mount (a Kubernetes Secret).
 """
 
 from __future__ import annotations
@@ -132,9 +133,32 @@ class Keyring:
         )
 
     @classmethod
-    def load_or_create(cls, keys_dir: Path) -> Keyring:
-        """Load the keyring in keys_dir, creating the directory and first keys if there are none."""
+    def load(cls, keys_dir: Path) -> Keyring:
+        """Load the keyring in keys_dir without writing anything (a read-only Secret mount is fine)."""
         keys_dir = Path(keys_dir)
+        if not (keys_dir / _INDEX).is_file():
+            raise InvalidKey(f"keys directory {keys_dir} holds no {_INDEX}; create the keyring first")
+        return cls._load(keys_dir)
+
+    @classmethod
+    def load_or_create(cls, keys_dir: Path) -> Keyring:
+        """Load the keyring in keys_dir, creating the directory and first keys if there are none.
+
+        An existing keyring is read without the lock (files are replaced atomically), so a read-only
+        directory works; only a reader that races a rotation retries under the lock.
+        """
+        keys_dir = Path(keys_dir)
+        if (keys_dir / _INDEX).exists():
+            try:
+                return cls._load(keys_dir)
+            except InvalidKey as first:
+                # A rotation may have removed the private key the index named when we read it: retry
+                # once under the lock. Where no lock can be taken (read-only) no rotation runs either.
+                try:
+                    with _locked(keys_dir):
+                        return cls._load(keys_dir)
+                except OSError:
+                    raise first from None
         keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with _locked(keys_dir):
             if not (keys_dir / _INDEX).exists():
