@@ -181,9 +181,7 @@ class Keyring:
                 keks[kek_id(k)] = k
             publics = [PublicKey.from_pem(p.read_bytes()) for p in keys_dir.glob("signing-*.pub.pem")]
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise InvalidKey(
-                f"keys directory {keys_dir} is unreadable or incomplete ({type(e).__name__})"
-            ) from None
+            raise InvalidKey(f"keys directory {keys_dir} is unreadable or incomplete ({type(e).__name__})") from None
         if signing.key_id != index["signing"]:
             raise InvalidKey("the signing key file does not match its name")
         return cls(signing, keks, index["kek"], publics, keys_dir)

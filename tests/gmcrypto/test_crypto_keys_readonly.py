@@ -133,7 +133,7 @@ def test_the_guard_catches_a_write_so_the_check_above_can_fail(tmp_path, rotated
 
 
 def test_load_never_creates_and_says_what_is_missing(tmp_path):
-    with pytest.raises(InvalidKey, match="holds no keyring.json"):
+    with pytest.raises(InvalidKey, match=r"holds no keyring\.json"):
         Keyring.load(tmp_path / "absent")
     assert not (tmp_path / "absent").exists()
     d = tmp_path / "partial"
