@@ -28,6 +28,8 @@ from gmcrypto import sm3
 from gmcrypto.errors import CryptoError
 from gmcrypto.package import seal_package
 from gmcrypto.sm2 import PublicKey
+from policies import resources
+from policies.guard import decide
 from sandbox import grants
 from sandbox.models import Export, Query
 
@@ -248,15 +250,32 @@ def download_export(session: Session, *, actor: Actor, export_id: int, data_dir:
 
 
 def list_exports(session: Session, *, actor: Actor, state: str | None = None) -> list[Export]:
-    """Exports of the caller's organisation, or (operator) those waiting for review."""
+    """Exports the caller could act on: its organisation's own (download), or those it may review.
+
+    The decision point filters the listing (review for operators and departments, download for the
+    requesting enterprise); listing itself changes nothing, so it is not recorded one by one.
+    """
     stmt = select(Export)
-    if actor.role in ("operator", "department"):
+    reviewer = actor.role in ("operator", "department")
+    if reviewer:
         stmt = stmt.where(Export.state == (state or "pending_review"))
     else:
         stmt = stmt.where(Export.org == (actor.org or ""))
         if state:
             stmt = stmt.where(Export.state == state)
-    return list(session.exec(stmt.order_by(Export.id)).all())  # type: ignore[arg-type]
+    action = "export:review" if reviewer else "export:download"
+    out = []
+    for e in session.exec(stmt.order_by(Export.id)).all():  # type: ignore[arg-type]
+        q = session.get(Query, e.query_id)
+        g = grants.get(session, e.grant_id)
+        if q is None:
+            continue
+        extra = {"requester": e.requested_by, "requester_org": e.org, "requester_role": "enterprise"}
+        datasets, ctx = _context(session, q, g, **(extra if reviewer else {}))
+        if datasets and all(decide(actor, action, resources.dataset(ds), ctx(code)).allowed
+                            for code, ds in datasets.items()):
+            out.append(e)
+    return out
 
 
 def to_out(e: Export) -> dict[str, Any]:
