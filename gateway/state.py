@@ -55,15 +55,18 @@ def load_secret_key(settings: Settings) -> bytes:
 
 
 def build_state(settings: Settings, *, engine: Engine | None = None) -> AppState:
+    from datarange.scenarios import install as install_range
     from policies.engine import Engine as PolicyEngine
     from policies.engine import set_engine
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     policy_engine = PolicyEngine.load(settings.policies_dir) if settings.policies_dir else PolicyEngine.load()
     set_engine(policy_engine)
+    engine = engine or make_engine(settings.db_url)
+    install_range(engine)  # the decision point learns the scenario in force (datarange/scenarios.py)
     return AppState(
         settings=settings,
-        engine=engine or make_engine(settings.db_url),
+        engine=engine,
         keyring=load_keyring(settings),
         policy_engine=policy_engine,
         secret_key=load_secret_key(settings),

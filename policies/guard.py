@@ -13,7 +13,7 @@ transaction after rolling the effect back, so refusals are logged and nothing ha
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +25,31 @@ from policies.actions import spec
 
 # Services note here every action they authorised, so a test can prove none skipped the guard.
 _SEEN: set[str] | None = None
+# The data range (datarange/) registers this at startup: () -> None, or an object with `scenario` (in force,
+# used when the context names none), `experiment` (tag for the audit entry) and `engine` (a range's own).
+_RANGE: Callable[[], Any] | None = None
+
+
+def set_scenario_provider(fn: Callable[[], Any] | None) -> None:
+    """Install (or clear with None) what tells every decision the scenario in force and experiment running."""
+    global _RANGE
+    _RANGE = fn
+
+
+def _range() -> Any:
+    return _RANGE() if _RANGE is not None else None
+
+
+def _ask(engine: Any, requests: list[tuple[Any, ...]], info: Any) -> list[Any]:
+    from policies.engine import get_engine
+
+    eng = engine or getattr(info, "engine", None) or get_engine()
+    sid = getattr(info, "scenario", None)
+    if any(r[3] is not None and r[3].scenario is not None for r in requests):
+        sid = None  # a context that names its scenario (e.g. a what-if replay) keeps it
+    if len(requests) == 1:
+        return [eng.authorize(*requests[0], scenario=sid)]
+    return list(eng.authorize_batch(requests, scenario=sid))
 
 
 @dataclass
@@ -58,7 +83,7 @@ def _entry(
         "reasons": tuple(decision.reasons),
         "policy_version": decision.policy_version,
         "scenario": decision.scenario,
-        "experiment": experiment,
+        "experiment": experiment or getattr(_range(), "experiment", None),
         "purpose": purpose,
         "dataset_version": None,
     }
@@ -66,12 +91,10 @@ def _entry(
 
 def decide(actor: Actor, action: str, resource: Any, context: Any = None, *, engine: Any = None) -> Any:
     """Ask the decision point without acting (e.g. to filter a listing); not audited by itself."""
-    from policies.engine import get_engine
-
     spec(action)  # unknown actions are a programming error, not a deny
     if _SEEN is not None:
         _SEEN.add(action)
-    return (engine or get_engine()).authorize(actor, action, resource, context)
+    return _ask(engine, [(actor, action, resource, context)], _range())[0]
 
 
 def denied_detail(action: str, decision: Any) -> str:
@@ -161,10 +184,7 @@ def decide_many(
     actor: Actor, action: str, resources: list[Any], context: Any = None, *, engine: Any = None
 ) -> list[Any]:
     """Decisions for many resources at once (filtering a listing); not audited one by one."""
-    from policies.engine import get_engine
-
     spec(action)
     if _SEEN is not None:
         _SEEN.add(action)
-    eng = engine or get_engine()
-    return list(eng.authorize_batch([(actor, action, r, context) for r in resources]))
+    return _ask(engine, [(actor, action, r, context) for r in resources], _range())
