@@ -80,8 +80,7 @@ def replay_audit(
                 if (
                     res is None
                     or r.role not in ROLES
-                    or (r.resource_type == "dataset"
-                    and r.action == "dataset:register")
+                    or (r.resource_type == "dataset" and r.action == "dataset:register")
                 ):
                     skipped += 1
                     continue
