@@ -17,7 +17,7 @@ The API other layers use (re-exported here, imported lazily so `policies.actions
     Resource.organisation(code, kind) · Resource.audit_log() · Resource.scenario(id)
     Context(grant=Grant(...), purpose=, columns=, raw_grade=, requester=, requester_org=, requester_role=,
             scenario=, at=)
-    Decision(allowed, reasons, policy_version, scenario, action, errors)
+    Decision(allowed, reasons, policy_version, scenario, action, errors)   (all in policies/model.py)
     mask_frame(df, fields: {column: tag}, audience: public|share|sandbox, pseudonym_key=None) -> DataFrame
     vocabulary: default(), grade_of_fields(), checks_for_tag(), masking_for(), may_open(), may_share(),
                 edition_grade(), check_types()
