@@ -132,13 +132,20 @@ def publish_form(code: str, w: WebDep) -> Response:
     return w.render("publish.html", ds=out, report_html=None)
 
 
+def problems(conformance: Any) -> list[dict[str, Any]]:
+    """The conformance findings, whether given as the stored report (a dict) or a bare list."""
+    if isinstance(conformance, dict):
+        return list(conformance.get("problems") or [])
+    return list(conformance or [])
+
+
 def _report_html(w: Web, *, heading: str, detail: str | None, report: dict[str, Any], accepted: bool) -> str:
     return w.html(
         "report.html",
         heading=heading,
         detail=detail,
         quality=report.get("quality"),
-        conformance=report.get("conformance") or [],
+        conformance=problems(report.get("conformance")),
         accepted=accepted,
     )
 
@@ -173,7 +180,7 @@ async def publish(code: str, w: WebDep) -> Response:
                 keyring=w.state.keyring,
             )
         except Invalid as exc:
-            report = exc.extra.get("report") or {"conformance": exc.extra.get("conformance") or []}
+            report = exc.extra.get("report") or {"conformance": exc.extra.get("conformance")}
             fragment = _report_html(w, heading=w.t("pub.refused"), detail=exc.detail, report=report, accepted=False)
             if xhr:
                 return w.finish(JSONResponse({"ok": False, "html": fragment}, status_code=422))
@@ -217,6 +224,6 @@ def quality(code: str, number: int, w: WebDep) -> Response:
         heading=w.t("rep.heading"),
         detail=None,
         quality=q or None,
-        conformance=rep.get("conformance") or [],
+        conformance=problems(rep.get("conformance")),
         accepted=q.get("verdict") == "accepted",
     )
