@@ -68,8 +68,57 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str,
     return f"{first['field']}: {first['message']}{more}", errors
 
 
+# What any operation may answer with a problem: bad input, no or bad token, denied, missing, conflict,
+# gone, too large, wrong media type, timed out, rate limited, storage full. Declared on every operation
+# so the OpenAPI document tells clients the truth (tests/reliability/test_schema_fuzz.py holds it to it).
+PROBLEM_STATUSES = (400, 401, 403, 404, 408, 409, 410, 413, 415, 422, 429, 507)
+PROBLEM_SCHEMA = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details; extensions (`errors`, `report`, ...) may follow.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": ["string", "null"]},
+        "request_id": {"type": ["string", "null"]},
+    },
+    "additionalProperties": True,
+}
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Declare the problem+json answers on every operation (FastAPI's default 422 shape is not ours)."""
+    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    schema["components"]["schemas"].pop("HTTPValidationError", None)
+    schema["components"]["schemas"].pop("ValidationError", None)
+    content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for item in schema.get("paths", {}).values():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            responses = op.setdefault("responses", {})
+            for status in PROBLEM_STATUSES:
+                title = _HTTP_SLUGS.get(status, ("", _TITLES.get(status, "Problem")))[1]
+                responses[str(status)] = {"description": title, "content": content}
+    return schema
+
+
+_TITLES = {408: "Operation timed out", 409: "Conflict", 410: "Gone", 422: "Invalid input", 507: "Insufficient storage"}
+
+
 def install(app: FastAPI) -> None:
-    """Register the handlers that turn every exception into a problem."""
+    """Register the handlers that turn every exception into a problem, and document them."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
@@ -113,9 +162,7 @@ def install(app: FastAPI) -> None:
             detail = f"no resource at {request.url.path}; see /docs for the API"
         if exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
-        return problem(
-            exc.status_code, slug, title, detail, request=request, headers=getattr(exc, "headers", None)
-        )
+        return problem(exc.status_code, slug, title, detail, request=request, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
