@@ -118,9 +118,9 @@ class Experiment(_Strict):
             for ds in [t.dataset, *t.datasets] if t.dataset else list(t.datasets):
                 if ds not in names:
                     raise ValueError(f"{where}: unknown dataset {ds!r}")
-            if t.kind in ("approve", "deny", "read_shared", "query"):
-                if t.request not in seen or seen[t.request].kind != "request":
-                    raise ValueError(f"{where}: `request` must name an earlier request task")
+            needs_request = t.kind in ("approve", "deny", "read_shared", "query")
+            if needs_request and (t.request not in seen or seen[t.request].kind != "request"):
+                raise ValueError(f"{where}: `request` must name an earlier request task")
             if t.kind in ("request", "emergency_read") and not (t.purpose and (t.columns or t.datasets)):
                 raise ValueError(f"{where}: needs a purpose and the columns asked for")
             if t.kind in ("emergency_read", "download", "publish", "quality") and not t.dataset:

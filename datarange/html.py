@@ -45,6 +45,10 @@ def bars(title: str, groups: dict[str, dict[str, int]]) -> str:
     return "".join(parts)
 
 
+def _expected(r: dict[str, Any]) -> str:
+    return (r.get("expected") or "") + ("" if r.get("as_expected", True) else " ✗ (missed)")
+
+
 def render(rep: dict[str, Any]) -> str:
     out = [f"<!doctype html><html lang='zh'><meta charset='utf-8'><title>{_e(rep.get('name'))} · 数据靶场</title>"]
     out.append(f"<style>{CSS}</style><body><h1>数据靶场 · {_e(rep.get('title') or rep.get('name'))}</h1>")
@@ -87,9 +91,10 @@ def render(rep: dict[str, Any]) -> str:
     out.append(_table(["pass", "task", "decision", "status", "reasons"], oc) if oc else "<p>no queries</p>")
     out.append("<h2>Tasks</h2>")
     for name, rs in (rep.get("tasks") or {}).items():
-        out.append(f"<h3>{_e(name)}</h3>" + _table(["task", "kind", "as", "outcome", "status", "expected", "ms"],
-            [[r["task"], r["kind"], r["as"], r["outcome"], r.get("status"),
-              (r.get("expected") or "") + ("" if r.get("as_expected", True) else " ✗"), r["ms"]] for r in rs]))  # fmt: skip
+        cells = [[r["task"], r["kind"], r["as"], r["outcome"], r.get("status"), _expected(r), r["ms"]] for r in rs]
+        out.append(
+            f"<h3>{_e(name)}</h3>" + _table(["task", "kind", "as", "outcome", "status", "expected", "ms"], cells)
+        )
     proof = rep.get("proof") or {}
     cp = proof.get("checkpoint") or {}
     out.append("<h2>Proof bundle</h2>")

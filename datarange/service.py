@@ -224,7 +224,7 @@ def _differences(passes: dict[str, Pass]) -> list[dict[str, Any]]:
             "baseline_status": b.get("status"),
             "scenario": s["outcome"],
             "scenario_status": s.get("status"),
-        }  # fmt: skip
+        }
         for b, s in zip(base, scn, strict=True)
         if (b["outcome"], b.get("status")) != (s["outcome"], s.get("status"))
     ]

@@ -13,6 +13,7 @@ from datarange import definition
 from tests.conftest import audit_rows
 
 API = "/api/v1/range"
+SAMPLE = Path(definition.samples()["market_supervision"]).read_text()
 
 
 def _wait(client, who, run_id: str) -> dict:
@@ -28,7 +29,9 @@ def _wait(client, who, run_id: str) -> dict:
 def test_sample_runs_through_the_api_and_counts_equal_the_audit_log(client, engine, make_principal):
     op = make_principal("operator", org="OPERATOR-1")
     ent = make_principal("enterprise", org="ENT-X")
-    assert client.post(f"{API}/experiments", json={"sample": "market_supervision"}, headers=ent.headers).status_code == 403
+    assert (
+        client.post(f"{API}/experiments", json={"sample": "market_supervision"}, headers=ent.headers).status_code == 403
+    )
     r = client.post(f"{API}/experiments", json={"sample": "market_supervision"}, headers=op.headers)
     assert r.status_code == 202, r.text
     run_id = r.json()["id"]
@@ -91,8 +94,8 @@ def test_cli_runs_a_sample_and_the_proof_bundle_verifies(settings, state, tmp_pa
     [
         ("name: x", "name"),
         ("- just a list", "YAML mapping"),
-        (Path(definition.samples()["market_supervision"]).read_text().replace("as: 510100-SWJ", "as: NOBODY"), "NOBODY"),
-        (Path(definition.samples()["market_supervision"]).read_text().replace("request: ask", "request: later"), "earlier request"),
+        (SAMPLE.replace("as: 510100-SWJ", "as: NOBODY"), "NOBODY"),
+        (SAMPLE.replace("request: ask", "request: later"), "earlier request"),
     ],
 )  # fmt: skip
 def test_bad_definitions_say_what_to_fix(text, fix):

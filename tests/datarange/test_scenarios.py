@@ -40,12 +40,11 @@ def _activate(engine, who, sid="public_health_emergency", **kw):
 
 def _emergency_read(engine):
     """What a participant's emergency read decides now, recorded like any service decision."""
-    with unit_of_work(engine) as s:
-        with authorized(
-            s, WJW, "dataset:read_shared", POP, Context(purpose="epidemic_response"),
-            resource_type="share", resource_id=POP.id, dataset=POP.id,
-        ) as act:  # fmt: skip
-            act.outcome["probe"] = True
+    with unit_of_work(engine) as s, authorized(
+        s, WJW, "dataset:read_shared", POP, Context(purpose="epidemic_response"),
+        resource_type="share", resource_id=POP.id, dataset=POP.id,
+    ) as act:  # fmt: skip
+        act.outcome["probe"] = True
 
 
 def test_overlay_expires_on_time_with_default_duration(engine, make_principal, at):
@@ -94,9 +93,8 @@ def test_switch_off_early_and_one_at_a_time(engine, make_principal, at):
         assert scenarios.active_scenario(s) is None
         assert scenarios.active_scenario(s, at=T0 + timedelta(minutes=30)) == "public_health_emergency"
     assert decide(WJW, "dataset:read_shared", POP, Context(purpose="epidemic_response")).scenario is None
-    with pytest.raises(Conflict):
-        with unit_of_work(engine) as s:
-            scenarios.deactivate(s, actor=op.actor, scenario_id="public_health_emergency")
+    with pytest.raises(Conflict), unit_of_work(engine) as s:
+        scenarios.deactivate(s, actor=op.actor, scenario_id="public_health_emergency")
     _activate(engine, op, sid="natural_disaster")  # the slot is free again
 
 
