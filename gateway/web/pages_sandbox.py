@@ -63,9 +63,7 @@ _REQ_BLANK = {"purpose": "", "purpose_text": "", "outputs": "", "duration_days":
 def _request_page(w: Web, code: str, values: dict[str, Any], chosen: list[str], error: str | None = None) -> Response:
     with w.uow() as s:
         ds = service.to_out(service.read(s, actor=w.actor, code=code))
-    return w.render(
-        "request_new.html", status=422 if error else 200, ds=ds, v=values, chosen=chosen, error=error
-    )
+    return w.render("request_new.html", status=422 if error else 200, ds=ds, v=values, chosen=chosen, error=error)
 
 
 @router.get("/requests/new", response_class=HTMLResponse)
@@ -204,10 +202,10 @@ def _enterprises(w: Web, *, values: dict[str, str], created: Any = None, error: 
     with w.uow() as s:
         # Listing organisations is not a guarded action yet; only the operator reaches this page (see nav).
         orgs = s.exec(select(identity.Organisation).where(identity.Organisation.kind == "enterprise")).all()
-        rows = [{"code": o.code, "name": o.name, "status": o.status, "has_key": bool(o.sm2_public_key_pem)} for o in orgs]
-    return w.render(
-        "enterprises.html", status=422 if error else 200, orgs=rows, v=values, created=created, error=error
-    )
+        rows = [
+            {"code": o.code, "name": o.name, "status": o.status, "has_key": bool(o.sm2_public_key_pem)} for o in orgs
+        ]
+    return w.render("enterprises.html", status=422 if error else 200, orgs=rows, v=values, created=created, error=error)
 
 
 def _may_onboard(w: Web) -> None:
@@ -243,5 +241,3 @@ async def onboard(w: WebDep) -> Response:
             raise
         return _enterprises(w, values=values, error=exc.detail)
     return _enterprises(w, values=dict(_ENT_BLANK), created=created)
-
-

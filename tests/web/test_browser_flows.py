@@ -52,7 +52,7 @@ def test_public_search_preview_download_and_english(open_browser: Any, city: Any
     with b.page.expect_download() as dl:
         b.page.get_by_role("link", name="CSV", exact=True).click()
     body = Path(dl.value.path()).read_text(encoding="utf-8")
-    assert body.splitlines()[0].startswith("\"poi_id\",") and len(body.splitlines()) == 61
+    assert body.splitlines()[0].startswith('"poi_id",') and len(body.splitlines()) == 61
     # A conditional dataset: metadata and dictionary, no rows, the way to apply explained.
     b.go(f"/datasets/{POP}")
     assert b.page.locator("table.preview").count() == 0

@@ -131,7 +131,9 @@ def test_open_redirects_after_sign_in_are_refused(client: Any, make_principal: A
     who = make_principal("auditor")
     page = client.get("/login")
     for target in ("//evil.example/", "https://evil.example/", "/\\evil"):
-        r = client.post("/login", data={"token": who.token, "csrf": _csrf(page.text), "next": target}, follow_redirects=False)
+        r = client.post(
+            "/login", data={"token": who.token, "csrf": _csrf(page.text), "next": target}, follow_redirects=False
+        )
         assert r.headers["location"] == "/", target
         page = client.get("/login")
 
@@ -154,3 +156,23 @@ def test_session_seal_round_trip_and_tamper() -> None:
     assert sess.unseal("not base64 !!", key) is None
     assert sess.unseal("A" * 5000, key) is None
     assert sess.csrf_ok(s, s.csrf) and not sess.csrf_ok(s, "") and not sess.csrf_ok(None, s.csrf)
+
+
+def test_operator_switches_a_scenario_on_and_off_and_sees_experiments(client: Any, make_principal: Any) -> None:
+    _sign_in(client, make_principal("operator").token)
+    page = client.get("/range/scenarios")
+    assert page.status_code == 200
+    first = re.search(r'action="/range/scenarios/([^/"]+)/activate"', page.text)
+    assert first, "every scenario can be switched on"
+    sid = first.group(1)
+    r = client.post(
+        f"/range/scenarios/{sid}/activate", data={"csrf": _csrf(page.text), "reason": "演练"}, follow_redirects=False
+    )
+    assert r.status_code == 303
+    page = client.get("/range/scenarios")
+    assert "生效中" in page.text and f"/range/scenarios/{sid}/deactivate" in page.text
+    r = client.post(f"/range/scenarios/{sid}/deactivate", data={"csrf": _csrf(page.text)}, follow_redirects=False)
+    assert r.status_code == 303 and "生效中" not in client.get("/range/scenarios").text
+    exp = client.get("/range/experiments")
+    assert exp.status_code == 200 and 'name="sample"' in exp.text
+    assert client.get("/range/experiments/nope").status_code == 404
