@@ -8,8 +8,10 @@ import shutil
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import typer
+from sqlalchemy.engine import Engine
 
 from common import clock
 from gateway import db, logs
@@ -17,11 +19,60 @@ from gateway.settings import Settings
 
 
 def prepare(settings: Settings) -> None:
-    """Create the data directory and apply migrations (once, before any worker starts)."""
+    """Create the data directory, apply migrations and clear what a crash left (once, before any worker starts)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = db.make_engine(settings.db_url)
     db.upgrade(engine)
+    removed = recover(settings.data_dir, engine)
     engine.dispose()
+    if removed:
+        logging.getLogger("pdg.recovery").warning(
+            "removed what an interrupted run left behind", extra={"event": {"paths": [str(p) for p in removed]}}
+        )
+
+
+# Work areas whose every entry belongs to a request in flight; none survives a restart.
+_SCRATCH_DIRS = ("staging", "uploads", "tmp")
+
+
+def recover(data_dir: Path, engine: Engine) -> list[Path]:
+    """Remove files no committed row refers to: staging and scratch leftovers, version directories and
+    export packages renamed into place by a transaction that never committed (killed, crashed).
+
+    Runs before any worker serves. With several replicas on one shared data directory it must run only
+    where no publish is in flight (one replica at a time, as a rolling restart does).
+    """
+    from sqlmodel import Session, select
+
+    from catalog import storage
+    from catalog.models import Dataset, DatasetVersion
+    from sandbox.exports import EXPORTS_DIR
+    from sandbox.models import Export
+
+    with Session(engine) as s:
+        committed = s.exec(
+            select(Dataset.code, DatasetVersion.number).where(DatasetVersion.dataset_id == Dataset.id)
+        ).all()
+        packages = {p for p in s.exec(select(Export.path)).all() if p}
+    removed = storage.sweep(data_dir, committed)
+    for name in _SCRATCH_DIRS[1:]:  # storage.sweep() already cleared staging/
+        root = data_dir / name
+        for child in root.iterdir() if root.is_dir() else ():
+            _remove(child)
+            removed.append(child)
+    exports = data_dir / EXPORTS_DIR
+    for child in exports.iterdir() if exports.is_dir() else ():
+        if f"{EXPORTS_DIR}/{child.name}" not in packages:
+            _remove(child)
+            removed.append(child)
+    return removed
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def serve(settings: Settings, *, samples: bool) -> None:
@@ -40,9 +91,7 @@ def serve(settings: Settings, *, samples: bool) -> None:
         mdir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(mdir.resolve())
     start_housekeeping(settings)
-    typer.echo(
-        f"serving on http://{settings.host}:{settings.port} with {settings.workers} worker(s)", err=True
-    )
+    typer.echo(f"serving on http://{settings.host}:{settings.port} with {settings.workers} worker(s)", err=True)
     uvicorn.run(
         "gateway.app:create_app_from_env",
         factory=True,
