@@ -86,12 +86,12 @@ def db_current() -> None:
 def _run_service(fn):
     """Run `fn(session)` in one unit of work; domain errors become a message and exit code 1."""
     from gateway.db import unit_of_work
-    from policies.engine import Engine, set_engine
+    from gateway.state import install_decision_point
 
-    settings = _settings()
-    set_engine(Engine.load(settings.policies_dir) if settings.policies_dir else Engine.load())
+    engine = _engine()
+    install_decision_point(_settings(), engine)
     try:
-        with unit_of_work(_engine()) as session:
+        with unit_of_work(engine) as session:
             return fn(session)
     except DomainError as exc:
         raise fail(exc.detail) from None

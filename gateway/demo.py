@@ -46,9 +46,9 @@ def bootstrap(settings: Settings) -> Bootstrap:
     """Create the demo organisations and principals once; issue fresh 7-day tokens every start."""
     engine = make_engine(settings.db_url)
     system = Actor.system("demo")
-    from policies.engine import Engine, set_engine
+    from gateway.state import install_decision_point
 
-    set_engine(Engine.load(settings.policies_dir) if settings.policies_dir else Engine.load())
+    install_decision_point(settings, engine)
     issued: list[tuple[str, str, str]] = []
     with unit_of_work(engine) as s:
         for code, name, kind in ORGS:

@@ -54,21 +54,26 @@ def load_secret_key(settings: Settings) -> bytes:
     return path.read_bytes().strip()
 
 
-def build_state(settings: Settings, *, engine: Engine | None = None) -> AppState:
+def install_decision_point(settings: Settings, engine: Engine) -> Any:
+    """Load the policy files into the process's decision point and let it learn the scenario in force."""
     from datarange.scenarios import install as install_range
     from policies.engine import Engine as PolicyEngine
     from policies.engine import set_engine
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     policy_engine = PolicyEngine.load(settings.policies_dir) if settings.policies_dir else PolicyEngine.load()
     set_engine(policy_engine)
+    install_range(engine)  # decisions carry the scenario switched on in this database (datarange/scenarios.py)
+    return policy_engine
+
+
+def build_state(settings: Settings, *, engine: Engine | None = None) -> AppState:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = engine or make_engine(settings.db_url)
-    install_range(engine)  # the decision point learns the scenario in force (datarange/scenarios.py)
     return AppState(
         settings=settings,
         engine=engine,
+        policy_engine=install_decision_point(settings, engine),
         keyring=load_keyring(settings),
-        policy_engine=policy_engine,
         secret_key=load_secret_key(settings),
         limiter=RateLimiter(),
     )

@@ -59,22 +59,52 @@ def _pg_url(name: str) -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
+@pytest.fixture(scope="session")
+def pg_worker_db(db_template: str) -> Iterator[str]:
+    """PostgreSQL: one database per xdist worker, cloned from the template once."""
+    if BACKEND == "sqlite":
+        yield ""
+        return
+    name = f"pdg_w_{_worker()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{db_template}"'))
+    yield name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _reset_pg(name: str) -> None:
+    """Empty every table of the worker's database and put the migration stamp back.
+
+    Replica mode switches the append-only triggers off for this one session only; it is how a test
+    harness, never the gateway, gets a clean log. Much faster than CREATE DATABASE per test.
+    """
+    from gateway import db
+
+    engine = create_engine(_pg_url(name), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        tables = [r[0] for r in conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))]
+        conn.execute(text("SET session_replication_role = replica"))
+        if tables:
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+        conn.execute(text("DELETE FROM alembic_version"))
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": db.head_revision()})
+    engine.dispose()
+
+
 @pytest.fixture
-def db_url(db_template: str, tmp_path: Path) -> Iterator[str]:
-    """A fresh, migrated database for this test."""
+def db_url(db_template: str, pg_worker_db: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated, empty database for this test."""
     if BACKEND == "sqlite":
         path = tmp_path / "gateway.db"
         shutil.copyfile(db_template, path)
         yield f"sqlite:///{path}"
         return
-    name = f"pdg_t_{_worker()}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{db_template}"'))
-    yield _pg_url(name)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    _reset_pg(pg_worker_db)
+    yield _pg_url(pg_worker_db)
 
 
 @pytest.fixture
@@ -87,9 +117,11 @@ def settings(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def state(settings):  # type: ignore[no-untyped-def]
     from gateway.state import build_state
+    from policies.guard import set_scenario_provider
 
     st = build_state(settings)
     yield st
+    set_scenario_provider(None)  # the provider reads this test's database, which is about to go
     st.engine.dispose()
 
 

@@ -50,12 +50,12 @@ def _service_context():
     """Settings, engine, keyring and policies for commands that act on the live log (as the gateway itself)."""
     from gateway.cli import _settings
     from gateway.db import make_engine
-    from gateway.state import load_keyring
-    from policies.engine import Engine, set_engine
+    from gateway.state import install_decision_point, load_keyring
 
     settings = _settings()
-    set_engine(Engine.load(settings.policies_dir) if settings.policies_dir else Engine.load())
-    return settings, make_engine(settings.db_url), load_keyring(settings)
+    engine = make_engine(settings.db_url)
+    install_decision_point(settings, engine)
+    return settings, engine, load_keyring(settings)
 
 
 @app.command()

@@ -62,9 +62,10 @@ def test_principal_create_in_unknown_org_fails_clearly(cli_env):
 
 
 def test_role_must_fit_the_organisation(cli_env):
-    runner.invoke(
+    created = runner.invoke(
         app, ["admin", "organisation", "create", "--code", "E-1", "--name", "企业", "--kind", "enterprise"]
     )
+    assert created.exit_code == 0, created.output
     result = runner.invoke(
         app, ["admin", "principal", "create", "--role", "auditor", "--org", "E-1", "--name", "x"]
     )
