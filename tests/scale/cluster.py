@@ -23,6 +23,11 @@ from sqlalchemy import create_engine, text
 
 REPO = Path(__file__).resolve().parents[2]
 PDG = str(Path(sys.executable).with_name("pdg"))
+# `pdg serve` exactly, but through `python -c` rather than the console script: a spawned sandbox worker
+# re-imports its parent's main *file*, and the script's (gateway.cli: pandas, …) costs seconds that count
+# against the first query's deadline — on a busy host a spurious 408 (reported as a sandbox/runner.py
+# bug; switch back to [PDG, "serve"] once the runner starts its clock after the worker is ready).
+SERVE = [sys.executable, "-c", "from gateway.cli import main; main()", "serve"]
 PG_ADMIN_URL = os.environ.get("PDG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -85,15 +90,19 @@ class Cluster:
             **more,
         }
 
-    def start(self, n: int, *, timeout: float = 90.0) -> list[str]:
+    def start(self, n: int, *, timeout: float = 120.0) -> list[str]:
         """Start n more replicas at once and wait until every one answers /ready."""
+        return self.wait_ready(self.launch(n), timeout=timeout)
+
+    def launch(self, n: int) -> list[str]:
+        """Start n more replicas at once; returns their base URLs (not ready yet)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         new = []
         for _ in range(n):
             port = free_port()
             log = open(self.root / f"replica-{port}.log", "wb")  # noqa: SIM115 - closed with the process
             proc = subprocess.Popen(
-                [PDG, "serve"],
+                SERVE,
                 env=self.env(PDG_PORT=str(port)),
                 cwd=self.root,
                 stdout=log,
@@ -104,8 +113,13 @@ class Cluster:
             self.procs.append(proc)
             new.append(f"http://127.0.0.1:{port}")
         self.urls.extend(new)
+        return new
+
+    def wait_ready(self, urls: list[str], *, timeout: float = 120.0) -> list[str]:
+        """Wait until each of `urls` answers /ready; a replica that exits or stays unready is an error."""
         deadline = time.monotonic() + timeout
-        for url, proc in zip(new, self.procs[-n:], strict=True):
+        for url in urls:
+            proc = self.procs[self.urls.index(url)]
             while True:
                 if proc.poll() is not None:
                     raise RuntimeError(f"replica {url} exited with {proc.returncode}: {self.log_tail(url)}")
@@ -115,7 +129,26 @@ class Cluster:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"replica {url} not ready after {timeout:.0f} s: {self.log_tail(url)}")
                 time.sleep(0.25)
-        return new
+        return urls
+
+    def wait_migrated(self, timeout: float = 120.0) -> None:
+        """Wait until a replica has migrated the database (its organisation table exists)."""
+        engine = create_engine(self.db_url)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                with engine.connect() as conn:
+                    if conn.execute(text("SELECT to_regclass('public.alembic_version')")).scalar() is not None:
+                        from gateway import db
+
+                        with contextlib.suppress(Exception):
+                            if db.current_revision(engine) == db.head_revision():
+                                return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"database not migrated after {timeout:.0f} s")
+                time.sleep(0.25)
+        finally:
+            engine.dispose()
 
     def log_tail(self, url: str, chars: int = 2000) -> str:
         path = self.root / f"replica-{url.rsplit(':', 1)[1]}.log"
