@@ -43,6 +43,7 @@ def current_actor(request: Request, state: StateDep) -> Actor:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("use `Authorization: Bearer <token>`")
     if state.limiter.hit(f"authfail:{client}", limits.auth_failures_per_minute, count=False):
+        _audit_lockout(state, client, rid, limits.auth_failures_per_minute)
         raise RateLimited(
             "too many failed sign-ins from this address; wait before trying again",
             retry_after=state.limiter.retry_after(f"authfail:{client}"),
@@ -57,6 +58,26 @@ def current_actor(request: Request, state: StateDep) -> Actor:
     if wait:
         raise RateLimited("rate limit for this token reached", retry_after=wait)
     return actor
+
+
+def _audit_lockout(state: AppState, client: str, rid: str | None, limit: int) -> None:
+    """One `auth:rate_limited` record per address and window, not one per refused attempt (an attacker
+    must not be able to flood the log)."""
+    if state.limiter.hit(f"authfail-logged:{client}", 1):
+        return
+    import audit
+
+    with unit_of_work(state.engine) as session:
+        audit.record(
+            session,
+            actor=Actor.public(client_addr=client, request_id=rid),
+            action="auth:rate_limited",
+            resource_type="address",
+            resource_id=client,
+            allowed=False,
+            reasons=["auth.too_many_failures"],
+            outcome={"failures": limit, "window_seconds": int(state.limiter.window)},
+        )
 
 
 ActorDep = Annotated[Actor, Depends(current_actor)]

@@ -6,6 +6,7 @@ Shape: {"type": "https://pdg.example/problems/<slug>", "title", "status", "detai
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any
 
@@ -109,6 +110,23 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
 _TITLES = {408: "Operation timed out", 409: "Conflict", 410: "Gone", 422: "Invalid input", 507: "Insufficient storage"}
 
 
+_FULL = ("no space left on device", "database or disk is full", "disk quota exceeded")
+
+
+def disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT anywhere in the cause chain, as errno (OSError) or as text (pyarrow, SQLite)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(cur).lower() for text in _FULL):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every exception into a problem, and document them."""
     generate = app.openapi
@@ -166,6 +184,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if disk_full(exc):  # not the caller's fault, nor a bug: say so, and nothing was kept
+            log.error("storage full", extra={"request_id": getattr(request.state, "request_id", None)})
+            return problem(
+                507,
+                "insufficient-storage",
+                "Insufficient storage",
+                "the gateway's storage is full; nothing was saved — try again later or tell the operator",
+                request=request,
+            )
         log.exception("unhandled error", extra={"request_id": getattr(request.state, "request_id", None)})
         return problem(
             500,
