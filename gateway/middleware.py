@@ -30,9 +30,7 @@ class BodyTooLarge(Exception):
     pass
 
 
-def problem_bytes(
-    status: int, slug: str, title: str, detail: str, request_id: str | None, path: str
-) -> bytes:
+def problem_bytes(status: int, slug: str, title: str, detail: str, request_id: str | None, path: str) -> bytes:
     return json.dumps(
         {
             "type": PROBLEM_BASE + slug,
@@ -71,6 +69,10 @@ async def send_problem(
     await send({"type": "http.response.body", "body": body})
 
 
+def _too_large(limit: int) -> str:
+    return f"the body exceeds the limit of {limit} bytes for this endpoint"
+
+
 class GatewayMiddleware:
     """Request id, size limits, one JSON access-log line and metrics per request."""
 
@@ -100,9 +102,7 @@ class GatewayMiddleware:
             try:
                 too_big = int(declared) > limit
             except ValueError:
-                await send_problem(
-                    send, 400, "bad-request", "Bad request", "Content-Length is not a number", rid, path
-                )
+                await send_problem(send, 400, "bad-request", "Bad request", "Content-Length is not a number", rid, path)
                 return
             if too_big:
                 await send_problem(
@@ -118,20 +118,32 @@ class GatewayMiddleware:
                 return
 
         received = 0
+        exceeded = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    exceeded = True
                     raise BodyTooLarge
             return message
 
         response_started = False
+        replaced = False
 
         async def tracking_send(message: Message) -> None:
-            nonlocal response_started
+            nonlocal response_started, replaced
+            if exceeded and not response_started:
+                # FastAPI turns any error while reading a body into "400 error parsing the body": the
+                # caller deserves the real reason (streamed bodies have no Content-Length to refuse early).
+                replaced = response_started = True
+                status_holder["status"] = 413
+                await send_problem(send, 413, "too-large", "Payload too large", _too_large(limit), rid, path)
+                return
+            if replaced:
+                return
             if message["type"] == "http.response.start":
                 response_started = True
                 status_holder["status"] = message["status"]
