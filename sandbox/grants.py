@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+import audit
 from catalog import service as catalog
 from catalog.models import Dataset
 from common import clock
@@ -156,6 +157,71 @@ def authorized_each(
             )
             act.outcome = outcome
         yield outcome
+
+
+def recheck(
+    session: Session,
+    actor: Actor,
+    action: str,
+    datasets: dict[str, Dataset],
+    ctx_for: Any,
+    *,
+    resource_type: str,
+    resource_id: str,
+    purpose: str | None = None,
+    grant: Grant | None = None,
+) -> str:
+    """Ask again before an effect that follows an already recorded decision (e.g. a query's result).
+
+    Allowed: nothing is recorded here (the decision is in the log once) and the policy version is
+    returned for the effect's own record. Denied (revoked or expired meanwhile): the denial is recorded.
+    """
+    version = ""
+    for code, ds in datasets.items():
+        decision = decide(actor, action, resources.dataset(ds), ctx_for(code))
+        if not decision.allowed:
+            with authorized_each(
+                session,
+                actor,
+                action,
+                datasets,
+                ctx_for,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                purpose=purpose,
+                grant=grant,
+            ):
+                pass  # pragma: no cover - raises Denied
+        version = decision.policy_version
+    return version
+
+
+def record_effect(
+    session: Session,
+    actor: Actor,
+    effect: str,
+    *,
+    resource_type: str,
+    resource_id: str,
+    datasets: dict[str, Dataset],
+    policy_version: str,
+    purpose: str | None,
+    outcome: dict[str, Any],
+) -> None:
+    """Record an effect (not a decision) that completes an earlier decided action, e.g. `query:result`."""
+    codes = sorted(datasets)
+    audit.record(
+        session,
+        actor=actor,
+        action=effect,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        allowed=True,
+        policy_version=policy_version,
+        purpose=purpose,
+        dataset=codes[0] if len(codes) == 1 else None,
+        outcome={**outcome, "datasets": codes},
+    )
 
 
 def new_pseudonym_key(keyring: Any) -> bytes:

@@ -45,6 +45,10 @@ _RUNNER: SandboxRunner | None = None
 _RUNNER_LOCK = threading.Lock()
 
 
+# The effect record that completes a decided `workspace:query`: rows, output control, budget left.
+RESULT_EFFECT = "query:result"
+
+
 def default_runner() -> SandboxRunner:
     """The process's sandbox runner (one warm worker), started on first use."""
     global _RUNNER
@@ -265,22 +269,21 @@ def run_query(
 def _finish_failed(uow: Uow, actor: Actor, p: _Plan, exc: DomainError) -> None:
     with uow() as s:
         g = grants.get(s, p.grant.id or 0)
-        with grants.authorized_each(
+        kw = {"resource_type": "workspace", "resource_id": str(g.id), "purpose": g.purpose}
+        version = grants.recheck(s, actor, "workspace:query", p.used, _fresh_ctx(p, g), grant=g, **kw)
+        q = s.get(Query, p.query.id)
+        assert q is not None
+        q.status, q.reasons, q.finished_at = "failed", [exc.detail], clock.now()
+        s.add(q)
+        grants.record_effect(
             s,
             actor,
-            "workspace:query",
-            p.used,
-            _fresh_ctx(p, g),
-            resource_type="workspace",
-            resource_id=str(g.id),
-            purpose=g.purpose,
-            grant=g,
-        ) as outcome:
-            q = s.get(Query, p.query.id)
-            assert q is not None
-            q.status, q.reasons, q.finished_at = "failed", [exc.detail], clock.now()
-            s.add(q)
-            outcome.update({"stage": "failed", "query": q.id, "sql_digest": q.sql_digest, "error": exc.type_slug})
+            RESULT_EFFECT,
+            datasets=p.used,
+            policy_version=version,
+            **kw,
+            outcome={"stage": "failed", "query": q.id, "sql_digest": q.sql_digest, "error": exc.type_slug},
+        )
 
 
 def _fresh_ctx(p: _Plan, g: Grant) -> Callable[[str], Any]:
@@ -293,57 +296,48 @@ def _fresh_ctx(p: _Plan, g: Grant) -> Callable[[str], Any]:
 
 def _finish(s: Session, actor: Actor, p: _Plan, result: Any) -> Query:
     g = grants.get(s, p.grant.id or 0, for_update=True)  # serialises budget updates of one grant
-    with grants.authorized_each(
-        s,
-        actor,
-        "workspace:query",
-        p.used,
-        _fresh_ctx(p, g),
-        resource_type="workspace",
-        resource_id=str(g.id),
-        purpose=g.purpose,
-        grant=g,
-    ) as outcome:
-        budget = GrantBudget.from_dict(g.budget) if g.budget else GrantBudget.from_dict(grants.default_budget())
-        decision = output_control.check_output(
-            result,
-            p.guarded,
-            rules=output_rules(),
-            identity_column_per_table=p.identity,
-            field_tags=p.tags,
-            grant_budget=budget,
-        )
-        g.budget = budget.to_dict()
-        s.add(g)
-        q = s.get(Query, p.query.id)
-        assert q is not None
-        q.rows_scanned, q.rows_returned, q.elapsed_ms = (
-            result.rows_scanned,
-            result.rows_returned,
-            result.elapsed_ms,
-        )
-        q.decision = "released" if decision.released else "refused"
-        q.status, q.reasons, q.finished_at = q.decision, list(decision.reasons), clock.now()
-        q.result = _table_json(decision.table) if decision.released and decision.table is not None else None
-        s.add(q)
-        outcome.update(
-            {
-                "stage": "finished",
-                "query": q.id,
-                "sql_digest": q.sql_digest,
-                "tables": q.tables,
-                "columns": q.columns,
-                "rows_scanned": q.rows_scanned,
-                "rows_returned": q.rows_returned,
-                "output_control": q.decision,
-                "reasons": q.reasons,
-                "released_rows": len(q.result["rows"]) if q.result else 0,
-                "suppressed_cells": decision.suppressed_cells,
-                "flags": decision.flags,
-                "queries_left": budget.queries_left,
-                "cells_left": budget.cells_left,
-            }
-        )
+    kw = {"resource_type": "workspace", "resource_id": str(g.id), "purpose": g.purpose}
+    # Revoked or expired while the query ran: refused here, and the refusal is logged.
+    version = grants.recheck(s, actor, "workspace:query", p.used, _fresh_ctx(p, g), grant=g, **kw)
+    budget = GrantBudget.from_dict(g.budget) if g.budget else GrantBudget.from_dict(grants.default_budget())
+    decision = output_control.check_output(
+        result,
+        p.guarded,
+        rules=output_rules(),
+        identity_column_per_table=p.identity,
+        field_tags=p.tags,
+        grant_budget=budget,
+    )
+    g.budget = budget.to_dict()
+    s.add(g)
+    q = s.get(Query, p.query.id)
+    assert q is not None
+    q.rows_scanned, q.rows_returned, q.elapsed_ms = (
+        result.rows_scanned,
+        result.rows_returned,
+        result.elapsed_ms,
+    )
+    q.decision = "released" if decision.released else "refused"
+    q.status, q.reasons, q.finished_at = q.decision, list(decision.reasons), clock.now()
+    q.result = _table_json(decision.table) if decision.released and decision.table is not None else None
+    s.add(q)
+    outcome = {
+        "stage": "finished",
+        "query": q.id,
+        "sql_digest": q.sql_digest,
+        "tables": q.tables,
+        "columns": q.columns,
+        "rows_scanned": q.rows_scanned,
+        "rows_returned": q.rows_returned,
+        "output_control": q.decision,
+        "reasons": q.reasons,
+        "released_rows": len(q.result["rows"]) if q.result else 0,
+        "suppressed_cells": decision.suppressed_cells,
+        "flags": decision.flags,
+        "queries_left": budget.queries_left,
+        "cells_left": budget.cells_left,
+    }
+    grants.record_effect(s, actor, RESULT_EFFECT, datasets=p.used, policy_version=version, outcome=outcome, **kw)
     return q
 
 

@@ -74,6 +74,10 @@ class QueryResult:
         return self.table.to_pylist()
 
 
+# A busy host can take many seconds to start a Python process that imports DuckDB and Arrow.
+START_TIMEOUT_S = 60.0
+
+
 class _Worker:
     """One spawned worker process and the parent's end of its pipe."""
 
@@ -84,6 +88,16 @@ class _Worker:
         self.process = ctx.Process(target=worker.serve, args=(child, address_space_mb), daemon=True)
         self.process.start()
         child.close()
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Block until the worker has imported its engines: process start never counts against a query."""
+        try:
+            if self.conn.poll(timeout) and self.conn.recv()[0] == "ready":
+                return
+        except (EOFError, OSError):
+            pass
+        self.kill()
+        raise WorkerCrashed("a sandbox worker could not be started; try again, and tell the operator if it persists")
 
     @property
     def alive(self) -> bool:
@@ -192,6 +206,7 @@ class SandboxRunner:
                 w = _Worker(self.limits.address_space_mb)
                 with self._lock:
                     self._all.add(w)
+                w.wait_ready()
                 return w
             if w.alive:
                 return w

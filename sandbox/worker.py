@@ -126,6 +126,7 @@ def serve(conn: Any, address_space_mb: int) -> None:
     import duckdb  # noqa: F401  (import once, so the first job is not slower than the rest)
     import pyarrow.parquet  # noqa: F401
 
+    conn.send(("ready", None))  # the parent starts a query's clock only after this
     while True:
         try:
             job = conn.recv()

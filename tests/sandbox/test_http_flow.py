@@ -138,7 +138,10 @@ def test_whole_flow_over_http_with_review_and_independent_opening(world, monkeyp
         "export:download",
     ):
         assert any(x.allowed for x in audit_rows(w.state.engine, action=action)), action
-    finished = [x for x in audit_rows(w.state.engine, action="workspace:query") if x.outcome.get("stage") == "finished"]
+    # the decision is one `workspace:query` record; the result is its `query:result` effect record
+    runs = [x for x in audit_rows(w.state.engine, action="workspace:query") if x.outcome.get("stage") == "started"]
+    assert len(runs) == 1
+    finished = [x for x in audit_rows(w.state.engine, action="query:result") if x.outcome.get("stage") == "finished"]
     assert finished[0].outcome["sql_digest"] == q["sql_digest"] and finished[0].outcome["rows_scanned"] == 300
     assert finished[0].outcome["output_control"] == "released" and finished[0].dataset == POP
     created = audit_rows(w.state.engine, action="export:create")[0]
