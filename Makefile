@@ -6,7 +6,7 @@ PY := .venv/bin/python
 PYTEST_ARGS ?= -n 2
 export UV_PYTHON := 3.11
 
-.PHONY: run serve test test-sqlite test-postgres lint bench k8s-validate clean
+.PHONY: run serve test test-sqlite test-postgres lint bench k8s-validate clean system-deps venv
 
 $(UV):
 	@echo "uv not found: installing uv $(UV_VERSION) from PyPI into .tools/"
@@ -24,7 +24,10 @@ run: venv  ## migrate, load the sample base libraries, serve on 127.0.0.1:8000, 
 serve: venv  ## serve without sample data
 	.venv/bin/pdg serve
 
-test: venv test-sqlite test-postgres  ## every test, on SQLite and on PostgreSQL
+system-deps:  ## Debian's Chromium and a CJK font for the browser tests (installed only when missing)
+	bash scripts/system-deps.sh
+
+test: venv system-deps test-sqlite test-postgres  ## every test, on SQLite and on PostgreSQL
 
 test-sqlite: venv
 	PDG_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
