@@ -72,7 +72,7 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str,
 # What any operation may answer with a problem: bad input, no or bad token, denied, missing, conflict,
 # gone, too large, wrong media type, timed out, rate limited, storage full. Declared on every operation
 # so the OpenAPI document tells clients the truth (tests/reliability/test_schema_fuzz.py holds it to it).
-PROBLEM_STATUSES = (400, 401, 403, 404, 408, 409, 410, 413, 415, 422, 429, 507)
+PROBLEM_STATUSES = (400, 401, 403, 404, 408, 409, 410, 413, 415, 422, 429, 431, 507)
 PROBLEM_SCHEMA = {
     "title": "Problem",
     "description": "RFC 9457 problem details; extensions (`errors`, `report`, ...) may follow.",
@@ -107,7 +107,14 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-_TITLES = {408: "Operation timed out", 409: "Conflict", 410: "Gone", 422: "Invalid input", 507: "Insufficient storage"}
+_TITLES = {
+    431: "Request header fields too large",
+    408: "Operation timed out",
+    409: "Conflict",
+    410: "Gone",
+    422: "Invalid input",
+    507: "Insufficient storage",
+}
 
 
 _FULL = ("no space left on device", "database or disk is full", "disk quota exceeded")

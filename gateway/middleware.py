@@ -77,9 +77,16 @@ class GatewayMiddleware:
     """Request id, size limits, one JSON access-log line and metrics per request."""
 
     def __init__(
-        self, app: ASGIApp, *, max_json_bytes: int, max_upload_bytes: int, upload_path: re.Pattern[str]
+        self,
+        app: ASGIApp,
+        *,
+        max_json_bytes: int,
+        max_upload_bytes: int,
+        upload_path: re.Pattern[str],
+        max_header_bytes: int = 16 * 1024,
     ) -> None:
         self.app = app
+        self.max_header = max_header_bytes
         self.max_json = max_json_bytes
         self.max_upload = max_upload_bytes
         self.upload_path = upload_path
@@ -96,6 +103,21 @@ class GatewayMiddleware:
         limit = self.max_upload if self.upload_path.search(path) else self.max_json
         started = time.perf_counter()
         status_holder = {"status": 500}
+
+        head = sum(len(k) + len(v) + 4 for k, v in scope.get("headers") or [])
+        if head > self.max_header:
+            # The ASGI server parsed them already; refusing still stops them reaching logs and handlers.
+            await send_problem(
+                send,
+                431,
+                "headers-too-large",
+                "Request header fields too large",
+                f"the request headers total {head} bytes; the limit is {self.max_header}",
+                rid,
+                path,
+            )
+            self._log(scope, 431, started, rid)
+            return
 
         declared = headers.get(b"content-length")
         if declared is not None:
