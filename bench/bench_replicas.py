@@ -42,19 +42,22 @@ GEO = "510100-KJ-0001"
 LUA = r"""
 local token = os.getenv("BENCH_TOKEN")
 local geo = os.getenv("BENCH_GEO")
+local kinds = os.getenv("BENCH_KINDS")
 local reqs = {}
-local function add(m, p, h, b) table.insert(reqs, wrk.format(m, p, h, b)) end
+local function add(kind, m, p, h, b)
+  if string.find("," .. kinds .. ",", "," .. kind .. ",", 1, true) then table.insert(reqs, wrk.format(m, p, h, b)) end
+end
 local jh = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}
-add("GET", "/api/v1/catalog/datasets?q=%E4%BA%BA%E5%8F%A3")
-add("GET", "/api/v1/open/datasets/" .. geo .. "/rows?_size=50")
-add("PATCH", "/api/v1/catalog/datasets/" .. geo, jh, '{"description_en": "points of interest (bench)"}')
-add("GET", "/api/v1/catalog/datasets?q=poi")
-add("GET", "/api/v1/open/datasets/" .. geo .. "/rows?_size=50&_sort=-lat")
-add("GET", "/api/v1/catalog/datasets")
-add("GET", "/api/v1/open/datasets/" .. geo .. "/download.csv")
-add("GET", "/api/v1/open/datasets/" .. geo .. "/rows?_size=50&category=%E5%8C%BB%E9%99%A2")
-add("PATCH", "/api/v1/catalog/datasets/" .. geo, jh, '{"description_en": "points of interest"}')
-add("GET", "/api/v1/catalog/datasets?category=geospatial")
+add("search", "GET", "/api/v1/catalog/datasets?q=%E4%BA%BA%E5%8F%A3")
+add("rows", "GET", "/api/v1/open/datasets/" .. geo .. "/rows?_size=50")
+add("write", "PATCH", "/api/v1/catalog/datasets/" .. geo, jh, '{"description_en": "points of interest (bench)"}')
+add("search", "GET", "/api/v1/catalog/datasets?q=poi")
+add("rows", "GET", "/api/v1/open/datasets/" .. geo .. "/rows?_size=50&_sort=-lat")
+add("search", "GET", "/api/v1/catalog/datasets")
+add("download", "GET", "/api/v1/open/datasets/" .. geo .. "/download.csv")
+add("rows", "GET", "/api/v1/open/datasets/" .. geo .. "/rows?_size=50&category=%E5%8C%BB%E9%99%A2")
+add("write", "PATCH", "/api/v1/catalog/datasets/" .. geo, jh, '{"description_en": "points of interest"}')
+add("search", "GET", "/api/v1/catalog/datasets?category=geospatial")
 local i = 0
 local counts = {}
 function init(args) i = math.random(0, #reqs - 1) end
@@ -82,6 +85,26 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
     return total
+
+
+def host_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole host from /proc/stat: how much of the 2 cores anything used."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = f[3] + f[4]
+    return float(sum(f) - idle), float(sum(f))
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL process on the host (its sessions serve other users too: a rough figure)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() == "postgres":
+                    out.append(int(d.name))
+            except OSError:
+                continue
+    return out
 
 
 def setup_world(c: Cluster, url: str) -> str:
@@ -113,10 +136,10 @@ def setup_world(c: Cluster, url: str) -> str:
     return tokens["510100-GH"]
 
 
-def wrk(urls: list[str], connections: int, seconds: int, script: Path, token: str) -> list[dict]:
+def wrk(urls: list[str], connections: int, seconds: int, script: Path, token: str, kinds: str) -> list[dict]:
     """One wrk per replica at once, connections split evenly; returns each one's summary."""
     share = [connections // len(urls) + (1 if i < connections % len(urls) else 0) for i in range(len(urls))]
-    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_GEO": GEO}
+    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_GEO": GEO, "BENCH_KINDS": kinds}
     procs = [
         subprocess.Popen(
             ["wrk", "-t1", f"-c{n}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url],
@@ -138,6 +161,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--replicas", type=int, default=3)
+    ap.add_argument("--kinds", default="search,rows,download,write", help="request kinds in the mix")
     a = ap.parse_args()
     limits = {"PDG_LIMITS__ANONYMOUS_PER_MINUTE": "100000000", "PDG_LIMITS__TOKEN_PER_MINUTE": "100000000"}
     rows = []
@@ -152,12 +176,14 @@ def main() -> None:
             for n in range(1, a.replicas + 1):
                 if n > 1:
                     c.start(1)
-                wrk(c.urls, a.connections, 3, script, token)  # warm-up: caches, sandbox-free paths, pools
-                pids = [p.pid for p in c.procs]
-                cpu0, t0 = cpu_seconds(pids), time.monotonic()
+                wrk(c.urls, a.connections, 3, script, token, a.kinds)  # warm-up: caches, connection pools
+                pids, pg = [p.pid for p in c.procs], postgres_pids()
+                cpu0, pg0, host0, t0 = cpu_seconds(pids), cpu_seconds(pg), host_cpu(), time.monotonic()
                 kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                res = wrk(c.urls, a.connections, a.seconds, script, token)
+                res = wrk(c.urls, a.connections, a.seconds, script, token, a.kinds)
                 wall, cpu = time.monotonic() - t0, cpu_seconds(pids) - cpu0
+                pg_cpu, host1 = cpu_seconds(pg) - pg0, host_cpu()
+                host_busy = (host1[0] - host0[0]) / max(host1[1] - host0[1], 1) * (os.cpu_count() or 1)
                 kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the finished wrk processes
                 wrk_cpu = kids.ru_utime + kids.ru_stime - kids0.ru_utime - kids0.ru_stime
                 total = sum(r["requests"] for r in res)
@@ -173,6 +199,8 @@ def main() -> None:
                     "server_cpu_s": round(cpu, 1),
                     "server_cores_busy": round(cpu / wall, 2),
                     "wrk_cores_busy": round(wrk_cpu / wall, 2),
+                    "postgres_cores_busy": round(pg_cpu / wall, 2),
+                    "host_cores_busy": round(host_busy, 2),
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -183,9 +211,11 @@ def main() -> None:
             print(json.dumps({"audit_records": n_rec, "gap_free": (lo, hi) == (1, n_rec)}), flush=True)
         finally:
             c.stop()
-    keys = ("replicas", "rps", "p50_ms", "p99_ms_worst", "non2xx", "server_cores_busy", "wrk_cores_busy")
-    print("\n| replicas | requests/s | p50 ms (weighted) | p99 ms (worst) | non-2xx | server cores | wrk cores |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    keys = ("replicas", "rps", "p50_ms", "p99_ms_worst", "non2xx", "server_cores_busy", "postgres_cores_busy",
+            "host_cores_busy")  # fmt: skip
+    print(f"\nmix: {a.kinds}; {a.connections} connections; {a.seconds} s per step")
+    print("| replicas | req/s | p50 ms | p99 ms (worst) | non-2xx | gateway cores | PostgreSQL cores | host cores |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         cells = [r[k] for k in keys]
         print("| " + " | ".join(str(x) for x in cells) + " |")
