@@ -38,17 +38,27 @@ class World:
 
 
 @contextmanager
-def database(template: str, tmp: Path) -> Iterator[str]:
-    """A fresh migrated database cloned from the session template; yields its URL."""
+def database(template: str | None, tmp: Path) -> Iterator[str]:
+    """A fresh migrated database cloned from the session template (PostgreSQL: migrated anew without
+    one); yields its URL."""
     if BACKEND == "sqlite":
         path = tmp / "gateway.db"
         shutil.copyfile(template, path)
         yield f"sqlite:///{path}"
         return
     name = f"pdg_rel_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    # pre-ping: a test may restart PostgreSQL under this engine's pooled connection
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        if template:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        else:  # a database of its own, migrated here (no session template to share)
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            from gateway import db
+
+            engine = db.make_engine(_pg_url(name))
+            db.upgrade(engine)
+            engine.dispose()
     try:
         yield _pg_url(name)
     finally:

@@ -90,11 +90,12 @@ def test_a_full_data_disk_is_507_and_corrupts_nothing(client, make_principal, se
 
 if BACKEND == "postgresql":  # the fault exists only there: SQLite is a file in the process
 
-    def test_postgresql_restart_under_load_loses_nothing_acknowledged(db_template, tmp_path) -> None:
+    def test_postgresql_restart_under_load_loses_nothing_acknowledged(tmp_path) -> None:
         from tests.reliability._server import Server
         from tests.reliability._world import database, populate, settings_for
 
-        with database(db_template, tmp_path) as url:
+        # Not cloned from the session template: the restart would break the template fixture's connection.
+        with database(None, tmp_path) as url:
             from gateway.state import build_state
 
             settings = settings_for(tmp_path, url)
