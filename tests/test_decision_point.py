@@ -22,6 +22,10 @@ LIBRARIES = {"catalog/reader.py", "catalog/streaming.py", "catalog/cursor.py", "
              "sandbox/budget.py"}
 
 
+# Entry points that record the effect of a decision already made and recorded (never a decision of their own).
+EFFECT_RECORDERS = {("sandbox/grants.py", "record_effect")}
+
+
 def _modules() -> list[Path]:
     out = []
     for pkg in SERVICE_PACKAGES:
@@ -69,7 +73,7 @@ def _entry_points() -> list[tuple[str, str]]:
     for name, defs in funcs.items():
         for module, fn in defs:
             args = [a.arg for a in fn.args.args + fn.args.kwonlyargs]
-            if not name.startswith("_") and "actor" in args:
+            if not name.startswith("_") and "actor" in args and (module, name) not in EFFECT_RECORDERS:
                 entries.append((module, name))
     return sorted(set(entries))
 
