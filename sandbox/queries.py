@@ -87,6 +87,11 @@ def identity_column(ds: Dataset) -> str | None:
     return ds.schema_def.get("key")
 
 
+def _is_unique(ds: Dataset, column: str) -> bool:
+    """Whether the registered schema declares `column` unique (the quality gate enforces it at publish)."""
+    return any(f.get("name") == column and f.get("unique") for f in ds.schema_def.get("fields", []))
+
+
 @dataclass
 class _Plan:
     """What transaction 1 worked out for the run."""
@@ -155,6 +160,7 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str) -> _Plan:
             rules=output_rules(),
             identity_column_per_table={t: c for t, c in identity.items() if c},
             field_tags=tags,
+            unique_identity=frozenset(t for t, c in identity.items() if c and _is_unique(datasets[names[t]], c)),
         )
         versions = {c: workspaces.current_version(s, ds) for c, ds in used.items()}
         q = Query(
