@@ -85,7 +85,9 @@ def sandboxed(runner: SandboxRunner, sources: dict, sql: str) -> tuple[float, di
     t = time.perf_counter()
     g = guard(sql, GRANTED)
     rules = OutputRules(max_rows=10_000)
-    plan = plan_query(g, rules=rules, identity_column_per_table=IDENTITY, field_tags=TAGS)
+    # population.id_number is unique (as the registered schema declares and the quality gate enforces)
+    plan = plan_query(g, rules=rules, identity_column_per_table=IDENTITY, field_tags=TAGS,
+                      unique_identity=frozenset({"population"}))
     t_guard = time.perf_counter() - t
     res = runner.run(plan.sql, sources, columns={t: GRANTED[t] for t in sources})
     t_run = time.perf_counter() - t - t_guard

@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, state: AppState | None = Non
         GatewayMiddleware,
         max_json_bytes=settings.limits.max_json_bytes,
         max_upload_bytes=settings.limits.max_upload_bytes,
+        max_header_bytes=settings.limits.max_header_bytes,
         upload_path=UPLOAD_PATHS,
     )
     return app

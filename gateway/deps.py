@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlmodel import Session
 
 import identity
@@ -118,3 +118,6 @@ CtxDep = Annotated[Ctx, Depends(ctx)]
 PrincipalCtxDep = Annotated[Ctx, Depends(principal_ctx)]
 
 __all__ = ["ActorDep", "Ctx", "CtxDep", "Denied", "PrincipalCtxDep", "PrincipalDep", "StateDep"]
+
+# Path ids: positive and within a 64-bit integer, so no database driver ever overflows on them.
+Id = Annotated[int, Path(ge=1, le=2**63 - 1, description="a positive integer id")]

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, PlainTextResponse
 
 from audit.search import AuditQuery
 from common.errors import BadRequest
-from gateway.deps import PrincipalCtxDep, StateDep
+from gateway.deps import Id, PrincipalCtxDep, StateDep
 from oversight import service
 
 router = APIRouter()
@@ -109,7 +109,7 @@ def events(
 
 
 @router.get("/events/{seq}", summary="One record with its inclusion proof against the latest checkpoint")
-def event(seq: int, c: PrincipalCtxDep) -> dict[str, Any]:
+def event(seq: Id, c: PrincipalCtxDep) -> dict[str, Any]:
     with c.uow() as s:
         rec, proof = service.event(s, actor=c.actor, seq=seq)
         return {"record": _record(rec), "inclusion_proof": proof}
@@ -179,7 +179,7 @@ def consistency(
 
 
 @router.get("/proofs/{seq}", summary="Inclusion proof of one record against the latest checkpoint")
-def inclusion(seq: int, c: PrincipalCtxDep) -> dict[str, Any]:
+def inclusion(seq: Id, c: PrincipalCtxDep) -> dict[str, Any]:
     with c.uow() as s:
         _, proof = service.event(s, actor=c.actor, seq=seq)
     if proof is None:

@@ -17,7 +17,7 @@ from catalog import dcat, search, service
 from catalog import publish as publishing
 from catalog.schemas import DatasetCreate, DatasetOut, DatasetUpdate, VersionOut
 from common.errors import BadRequest, Unsupported
-from gateway.deps import CtxDep, PrincipalCtxDep
+from gateway.deps import CtxDep, Id, PrincipalCtxDep
 
 router = APIRouter()
 
@@ -91,14 +91,18 @@ def search_datasets(
     }
 
 
-@router.get("/dcat", summary="The catalog as DCAT-AP 3 JSON-LD")
+_JSONLD = {200: {"content": {"application/ld+json": {"schema": {"type": "object"}}}}}
+
+
+@router.get("/dcat", summary="The catalog as DCAT-AP 3 JSON-LD", response_class=JSONResponse, responses=_JSONLD)
 def dcat_catalog(c: CtxDep, request: Request) -> JSONResponse:
     with c.uow() as s:
         res = search.search(s, actor=c.actor, query=search.SearchQuery(sort="code", size=100_000))
     return JSONResponse(dcat.catalog_document(res.items, _base(request)), media_type="application/ld+json")
 
 
-@router.get("/datasets/{code}/dcat", summary="One dataset as DCAT-AP 3 JSON-LD")
+@router.get("/datasets/{code}/dcat", summary="One dataset as DCAT-AP 3 JSON-LD", response_class=JSONResponse,
+            responses=_JSONLD)
 def dcat_dataset(code: str, c: CtxDep, request: Request) -> JSONResponse:
     with c.uow() as s:
         ds = service.read(s, actor=c.actor, code=code)
@@ -134,7 +138,7 @@ def versions(code: str, c: CtxDep) -> list[VersionOut]:
 
 
 @router.get("/datasets/{code}/versions/{number}/quality", summary="A version's quality report")
-def quality(code: str, number: int, c: CtxDep) -> dict[str, Any]:
+def quality(code: str, number: Id, c: CtxDep) -> dict[str, Any]:
     with c.uow() as s:
         return service.quality(s, actor=c.actor, code=code, number=number)
 

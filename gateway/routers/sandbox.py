@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from gateway.deps import PrincipalCtxDep
+from gateway.deps import Id, PrincipalCtxDep
 from sandbox import exports, grants, onboarding, queries, requests, sharing, workspaces
 
 router = APIRouter()
@@ -81,7 +81,7 @@ class RequestOut(BaseModel):
     intended_outputs: list[str]
     state: str
     decisions: list[dict[str, Any]]
-    grant_id: int | None
+    grant_id: Id | None
     created_at: datetime
     updated_at: datetime
 
@@ -136,7 +136,7 @@ def list_requests(
     response_model=RequestOut,
     summary="Approve or deny (owning department, then the operator); a denial needs a reason",
 )
-def decide(request_id: int, body: DecisionIn, c: PrincipalCtxDep) -> dict[str, Any]:
+def decide(request_id: Id, body: DecisionIn, c: PrincipalCtxDep) -> dict[str, Any]:
     with c.uow() as s:
         req = requests.decide_request(
             s,
@@ -150,7 +150,7 @@ def decide(request_id: int, body: DecisionIn, c: PrincipalCtxDep) -> dict[str, A
 
 
 @router.post("/grants/{grant_id}/revoke", summary="Revoke a grant at once")
-def revoke(grant_id: int, body: RevokeIn, c: PrincipalCtxDep) -> dict[str, Any]:
+def revoke(grant_id: Id, body: RevokeIn, c: PrincipalCtxDep) -> dict[str, Any]:
     with c.uow() as s:
         return grants.to_out(grants.revoke(s, actor=c.actor, grant_id=grant_id, reason=body.reason))
 
@@ -178,7 +178,7 @@ def share(body: ShareIn, c: PrincipalCtxDep) -> dict[str, Any]:
 
 @router.get("/shares/{grant_id}/rows", summary="Read a shared dataset, masked for sharing")
 def shared_rows(
-    grant_id: int,
+    grant_id: Id,
     c: PrincipalCtxDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -196,7 +196,7 @@ def shared_rows(
 
 
 @router.get("/workspaces/{grant_id}", summary="The grant's tables, data dictionaries and masked previews")
-def workspace(grant_id: int, c: PrincipalCtxDep) -> dict[str, Any]:
+def workspace(grant_id: Id, c: PrincipalCtxDep) -> dict[str, Any]:
     with c.uow() as s:
         return workspaces.workspace(
             s, actor=c.actor, grant_id=grant_id, keyring=c.state.keyring, data_dir=c.state.data_dir
@@ -208,7 +208,7 @@ def workspace(grant_id: int, c: PrincipalCtxDep) -> dict[str, Any]:
     status_code=status.HTTP_201_CREATED,
     summary="Run one SELECT (DuckDB SQL) on the granted tables; output control decides what leaves",
 )
-def run_query(grant_id: int, body: QueryIn, c: PrincipalCtxDep) -> dict[str, Any]:
+def run_query(grant_id: Id, body: QueryIn, c: PrincipalCtxDep) -> dict[str, Any]:
     q = queries.run_query(
         c.uow,
         actor=c.actor,
@@ -221,13 +221,13 @@ def run_query(grant_id: int, body: QueryIn, c: PrincipalCtxDep) -> dict[str, Any
 
 
 @router.get("/workspaces/{grant_id}/queries", summary="The grant's queries, newest first")
-def list_queries(grant_id: int, c: PrincipalCtxDep) -> list[dict[str, Any]]:
+def list_queries(grant_id: Id, c: PrincipalCtxDep) -> list[dict[str, Any]]:
     with c.uow() as s:
         return [queries.to_out(q) for q in queries.list_queries(s, actor=c.actor, grant_id=grant_id)]
 
 
 @router.get("/queries/{query_id}", summary="A query, output control's decision and reasons, the released result")
-def get_query(query_id: int, c: PrincipalCtxDep) -> dict[str, Any]:
+def get_query(query_id: Id, c: PrincipalCtxDep) -> dict[str, Any]:
     with c.uow() as s:
         return queries.to_out(queries.get_query(s, actor=c.actor, query_id=query_id))
 
@@ -237,7 +237,7 @@ def get_query(query_id: int, c: PrincipalCtxDep) -> dict[str, Any]:
     status_code=status.HTTP_201_CREATED,
     summary="Seal a released result for your registered SM2 key (large ones wait for review)",
 )
-def export(query_id: int, c: PrincipalCtxDep, body: ExportIn | None = None) -> dict[str, Any]:
+def export(query_id: Id, c: PrincipalCtxDep, body: ExportIn | None = None) -> dict[str, Any]:
     with c.uow() as s:
         e = exports.create_export(
             s,
@@ -260,7 +260,7 @@ def list_exports(
 
 
 @router.post("/exports/{export_id}/review", summary="Release or refuse an export held for review")
-def review(export_id: int, body: ReviewIn, c: PrincipalCtxDep) -> dict[str, Any]:
+def review(export_id: Id, body: ReviewIn, c: PrincipalCtxDep) -> dict[str, Any]:
     with c.uow() as s:
         e = exports.review_export(
             s, actor=c.actor, export_id=export_id, release=body.decision == "release", reason=body.reason
@@ -273,7 +273,7 @@ def review(export_id: int, body: ReviewIn, c: PrincipalCtxDep) -> dict[str, Any]
     summary="Download a released package (open it with `pdg package decrypt`)",
     response_class=FileResponse,
 )
-def download(export_id: int, c: PrincipalCtxDep) -> FileResponse:
+def download(export_id: Id, c: PrincipalCtxDep) -> FileResponse:
     with c.uow() as s:
         e, path = exports.download_export(s, actor=c.actor, export_id=export_id, data_dir=c.state.data_dir)
     return FileResponse(
