@@ -171,6 +171,13 @@ class Cluster:
         self.procs.clear()
         self.urls.clear()
 
+    def kill(self, url: str) -> None:
+        """SIGKILL one replica's process group at once (a crashed pod: no shutdown, no clean-up)."""
+        proc = self.procs[self.urls.index(url)]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
     def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run `pdg ARGS` against the same database and directories."""
         out = subprocess.run(

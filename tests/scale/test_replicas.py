@@ -1,9 +1,10 @@
 """Three gateway replicas on one PostgreSQL, one data directory and one keys directory, driven at once.
 
 Publishes of one dataset, downloads, a sandbox flow (request, competing approvals, queries, an export)
-and audited actions are spread over the replicas concurrently. Afterwards: every version numbered
-1..N exactly once with its files and row counts, nothing half-written or orphaned on disk, one grant per
-approved request, and the audit log one gap-free chain that exports and verifies with the public key.
+and audited actions are spread over the replicas concurrently; then one replica is SIGKILLed under load
+and the other two carry on. Afterwards: every version numbered 1..N exactly once with its files and row
+counts, nothing half-written or orphaned on disk, one grant per approved request, and the audit log one
+gap-free chain that exports and verifies with the gateway's public key.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +35,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 
 POP, GEO = "510100-RK-0001", "510100-KJ-0001"
 PUBLISHES = 6  # concurrent versions of GEO, on top of its first
-GEO_ROWS = [40 + 7 * i for i in range(PUBLISHES + 1)]  # distinct sizes: a version's rows name its upload
+GEO_ROWS = [40 + 7 * i for i in range(PUBLISHES + 2)]  # distinct sizes: a version's rows name its upload
 BY_DISTRICT = (
     "select household_address_code as district, gender, count(*) as people "
     "from population group by household_address_code, gender"
@@ -159,7 +161,7 @@ def test_three_replicas_stay_consistent(cluster: Cluster, tmp_path: Path) -> Non
 
     phase("world and approvals")
     # --- everything at once, round-robin over the replicas ------------------------------------------
-    uploads = [_csv("geospatial", n, 100 + i, ("address",)) for i, n in enumerate(GEO_ROWS[1:], 1)]
+    uploads = [_csv("geospatial", n, 100 + i, ("address",)) for i, n in enumerate(GEO_ROWS[1:-1], 1)]
     urls = itertools.cycle([A, B, C])
     gh, aud = t["gh"], t["aud"]
     jobs: list[tuple[str, Callable[[], httpx.Response]]] = []
@@ -191,7 +193,7 @@ def test_three_replicas_stay_consistent(cluster: Cluster, tmp_path: Path) -> Non
     listed = http.get(f"{B}/api/v1/catalog/datasets/{GEO}/versions").json()
     assert sorted(v["number"] for v in listed) == list(range(1, PUBLISHES + 2))
     rows_of = {v["number"]: v["rows"] for v in listed}
-    assert sorted(rows_of.values()) == sorted(GEO_ROWS)
+    assert sorted(rows_of.values()) == sorted(GEO_ROWS[:-1])
     for x in by_kind["publish"]:
         assert rows_of[x.json()["number"]] == x.json()["rows"]
     assert http.get(f"{C}/api/v1/catalog/datasets/{GEO}").json()["current_version"] == PUBLISHES + 1
@@ -238,6 +240,36 @@ def test_three_replicas_stay_consistent(cluster: Cluster, tmp_path: Path) -> Non
     assert seen == rows_of[PUBLISHES + 1]
 
     phase("checks over HTTP")
+
+    # --- a replica dies mid-work (SIGKILL: no clean-up, maybe inside an audit append); the others go on --
+    stop = threading.Event()
+
+    def hammer(url: str) -> int:
+        """Audited reads until told to stop or the replica is gone; returns how many succeeded."""
+        ok = 0
+        for _ in range(5000):
+            if stop.is_set():
+                break
+            try:
+                ok += http.get(f"{url}/api/v1/open/datasets/{GEO}/rows?_size=20").status_code == 200
+            except httpx.TransportError:
+                break
+        return ok
+
+    with ThreadPoolExecutor(6) as pool:
+        doomed = [pool.submit(hammer, C) for _ in range(4)]
+        survivors = [pool.submit(hammer, u) for u in (A, B)]
+        time.sleep(1.0)
+        c.kill(C)
+        last = _publish(http, A, gh, GEO, _csv("geospatial", GEO_ROWS[-1], 999, ("address",)))
+        stop.set()
+    assert sum(f.result() for f in doomed) > 0 and all(f.result() > 0 for f in survivors)
+    assert last.status_code == 201 and last.json()["number"] == PUBLISHES + 2, last.text
+    listed = http.get(f"{B}/api/v1/catalog/datasets/{GEO}/versions").json()
+    assert sorted(v["number"] for v in listed) == list(range(1, PUBLISHES + 3))
+    assert sorted(v["rows"] for v in listed) == sorted(GEO_ROWS) and last.json()["rows"] == GEO_ROWS[-1]
+    phase("kill a replica under load")
+
     _check_database_and_disk(c, req, grant, listed)
     phase("database and disk")
     _check_audit_chain(c, tmp_path, keyring)
@@ -290,7 +322,7 @@ def _check_audit_chain(c: Cluster, tmp_path: Path, keyring: Keyring) -> None:
         sizes = [s for (s,) in conn.execute(text("SELECT tree_size FROM audit_checkpoint ORDER BY id"))]
     engine.dispose()
     assert (lo, hi) == (1, n)  # seq 1..n without a gap
-    assert published == PUBLISHES + 1  # one record per version that went live, none for a lost one
+    assert published == PUBLISHES + 2  # one record per version that went live, none for a lost one
     assert len(sizes) >= 3 and sizes == sorted(sizes)  # checkpoints from every replica, one growing tree
     pub = tmp_path / "gateway.pub.pem"
     pub.write_bytes(keyring.public_key.to_pem())
