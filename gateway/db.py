@@ -7,6 +7,7 @@ upgrade. PostgreSQL serialises audit appends with an advisory lock inside the au
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +36,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, read_only: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
@@ -44,11 +45,29 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        if read_only:
+            cur.execute("PRAGMA query_only=ON")  # a read unit of work that tries to write fails loudly
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the lock up front (no failed upgrade half-way); readers never block anyone (WAL).
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+_READERS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+def reader_for(engine: Engine) -> Engine:
+    """The engine read units of work use: on SQLite a companion without the write lock; else the same."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    reader = _READERS.get(engine)
+    if reader is None:
+        reader = create_engine(engine.url, connect_args={"check_same_thread": False, "timeout": 30})
+        _configure_sqlite(reader, read_only=True)
+        _READERS[engine] = reader
+    return reader
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -56,18 +75,27 @@ def is_sqlite(engine: Engine) -> bool:
 
 
 @contextmanager
-def unit_of_work(engine: Engine) -> Iterator[Session]:
+def unit_of_work(engine: Engine, *, read: bool = False) -> Iterator[Session]:
     """One transaction: commit on success, roll back on error.
+
+    `read=True` is for requests that change nothing but the log (rows, searches, audit reads): the
+    transaction holds no write lock, and the audit entries of its decisions are written in one short
+    write transaction right after it, before the caller gets anything back.
 
     A domain error that carries a pending audit entry (a denial, a rejected upload) is recorded in a
     fresh transaction after the rollback, so refusals are in the log while nothing else persists.
     Services that put files in place before the commit register undo callbacks in
     `session.info["on_rollback"]`; they run when the transaction does not commit.
     """
-    session = Session(engine, expire_on_commit=False)
+    session = Session(reader_for(engine) if read else engine, expire_on_commit=False)
+    if read:
+        session.info["read_only"] = True
+        if engine.dialect.name == "postgresql":
+            event.listen(session, "after_begin", _read_only_transaction)
     try:
         yield session
         session.commit()
+        _write_pending_audit(engine, session.info.pop("pending_audit", []))
     except DomainError as exc:
         _rollback(session)
         _record_refusal(engine, exc)
@@ -77,6 +105,21 @@ def unit_of_work(engine: Engine) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def _read_only_transaction(_session: Any, _transaction: Any, connection: Any) -> None:
+    connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+
+def _write_pending_audit(engine: Engine, entries: list[dict[str, Any]]) -> None:
+    if not entries:
+        return
+    import audit
+
+    with Session(engine, expire_on_commit=False) as session:
+        for entry in entries:
+            audit.record(session, **entry)
+        session.commit()
 
 
 def _rollback(session: Session) -> None:

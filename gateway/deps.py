@@ -49,7 +49,7 @@ def current_actor(request: Request, state: StateDep) -> Actor:
             retry_after=state.limiter.retry_after(f"authfail:{client}"),
         )
     try:
-        with unit_of_work(state.engine) as session:
+        with unit_of_work(state.engine, read=True) as session:
             actor = identity.authenticate(session, token.strip(), client_addr=client, request_id=rid)
     except Unauthenticated:
         state.limiter.hit(f"authfail:{client}", limits.auth_failures_per_minute)
@@ -101,8 +101,9 @@ class Ctx:
     actor: Actor
 
     @contextmanager
-    def uow(self) -> Iterator[Session]:
-        with unit_of_work(self.state.engine) as session:
+    def uow(self, *, read: bool = False) -> Iterator[Session]:
+        """A unit of work; `read=True` for requests that change nothing but the audit log."""
+        with unit_of_work(self.state.engine, read=read) as session:
             yield session
 
 

@@ -133,7 +133,15 @@ def authorized(
         exc.audit_entry = entry  # type: ignore[attr-defined]
         raise
     _finish(entry, act)
-    audit.record(session, **entry, outcome=act.outcome)
+    _record(session, {**entry, "outcome": act.outcome})
+
+
+def _record(session: Any, entry: dict[str, Any]) -> None:
+    """In the caller's transaction; a read unit of work (no write lock) writes it right after its commit."""
+    if session.info.get("read_only"):
+        session.info.setdefault("pending_audit", []).append(entry)
+    else:
+        audit.record(session, **entry)
 
 
 def _finish(entry: dict[str, Any], act: Act) -> None:
@@ -177,7 +185,7 @@ def record_entry(
     session: Any, entry: dict[str, Any], *, outcome: dict[str, Any], dataset_version: int | None = None
 ) -> None:
     """Write a pending entry from `allow_or_raise` with its final outcome."""
-    audit.record(session, **{**entry, "dataset_version": dataset_version}, outcome=outcome)
+    _record(session, {**entry, "dataset_version": dataset_version, "outcome": outcome})
 
 
 def decide_many(

@@ -96,10 +96,8 @@ def events(
     before_seq: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    q = _query(
-        principal, org, action, dataset, decision, scenario, experiment, since, until, before_seq, limit
-    )
-    with c.uow() as s:
+    q = _query(principal, org, action, dataset, decision, scenario, experiment, since, until, before_seq, limit)
+    with c.uow(read=True) as s:
         page = service.search_events(s, actor=c.actor, query=q)
         data = [_record(r) for r in page.items]
     nxt = None
@@ -110,7 +108,7 @@ def events(
 
 @router.get("/events/{seq}", summary="One record with its inclusion proof against the latest checkpoint")
 def event(seq: Id, c: PrincipalCtxDep) -> dict[str, Any]:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         rec, proof = service.event(s, actor=c.actor, seq=seq)
         return {"record": _record(rec), "inclusion_proof": proof}
 
@@ -129,7 +127,7 @@ def aggregates(
     until: datetime | None = None,
 ) -> dict[str, Any]:
     q = _query(principal, org, action, dataset, decision, scenario, experiment, since, until)
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return service.aggregates(s, actor=c.actor, query=q)
 
 
@@ -148,7 +146,7 @@ def export(
     out = tmp / f"audit-export-{uuid.uuid4().hex[:8]}.zip"
     background.add_task(_cleanup, tmp)
     try:
-        with c.uow() as s:
+        with c.uow(read=True) as s:
             service.export_log(s, actor=c.actor, out=out, first_seq=first_seq, last_seq=last_seq)
     except Exception:
         _cleanup(tmp)
@@ -157,10 +155,8 @@ def export(
 
 
 @router.get("/checkpoints", summary="Signed checkpoints (tree heads), newest first")
-def checkpoints(
-    c: PrincipalCtxDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
-) -> list[dict[str, Any]]:
-    with c.uow() as s:
+def checkpoints(c: PrincipalCtxDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+    with c.uow(read=True) as s:
         return [cp.model_dump(mode="json") for cp in service.list_checkpoints(s, actor=c.actor, limit=limit)]
 
 
@@ -174,18 +170,16 @@ def sign_checkpoint(c: PrincipalCtxDep) -> dict[str, Any]:
 def consistency(
     c: PrincipalCtxDep, old_size: Annotated[int, Query(ge=0)], new_size: Annotated[int, Query(ge=0)]
 ) -> dict[str, Any]:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return service.consistency(s, actor=c.actor, old_size=old_size, new_size=new_size)
 
 
 @router.get("/proofs/{seq}", summary="Inclusion proof of one record against the latest checkpoint")
 def inclusion(seq: Id, c: PrincipalCtxDep) -> dict[str, Any]:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         _, proof = service.event(s, actor=c.actor, seq=seq)
     if proof is None:
-        raise BadRequest(
-            f"record {seq} is not under a signed checkpoint yet; sign one (POST /audit/checkpoints)"
-        )
+        raise BadRequest(f"record {seq} is not under a signed checkpoint yet; sign one (POST /audit/checkpoints)")
     return proof
 
 
@@ -196,7 +190,7 @@ def alerts(
     rule: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return [
             a.model_dump(mode="json")
             for a in service.list_alerts(s, actor=c.actor, since=since, rule=rule, limit=limit)

@@ -77,7 +77,7 @@ def search_datasets(
         }.items()
         if v is not None
     }
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         res = search.search(
             s, actor=c.actor, query=search.SearchQuery(q=q, filters=filters, sort=sort, page=page, size=size)
         )
@@ -96,22 +96,23 @@ _JSONLD = {200: {"content": {"application/ld+json": {"schema": {"type": "object"
 
 @router.get("/dcat", summary="The catalog as DCAT-AP 3 JSON-LD", response_class=JSONResponse, responses=_JSONLD)
 def dcat_catalog(c: CtxDep, request: Request) -> JSONResponse:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         res = search.search(s, actor=c.actor, query=search.SearchQuery(sort="code", size=100_000))
     return JSONResponse(dcat.catalog_document(res.items, _base(request)), media_type="application/ld+json")
 
 
-@router.get("/datasets/{code}/dcat", summary="One dataset as DCAT-AP 3 JSON-LD", response_class=JSONResponse,
-            responses=_JSONLD)
+@router.get(
+    "/datasets/{code}/dcat", summary="One dataset as DCAT-AP 3 JSON-LD", response_class=JSONResponse, responses=_JSONLD
+)
 def dcat_dataset(code: str, c: CtxDep, request: Request) -> JSONResponse:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         ds = service.read(s, actor=c.actor, code=code)
     return JSONResponse(dcat.dataset_document(ds, _base(request)), media_type="application/ld+json")
 
 
 @router.get("/datasets/{code}/dictionary", summary="The data dictionary: fields, tags, what the public sees")
 def data_dictionary(code: str, c: CtxDep) -> dict[str, Any]:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return dcat.dictionary(service.read(s, actor=c.actor, code=code))
 
 
@@ -121,7 +122,7 @@ def _base(request: Request) -> str:
 
 @router.get("/datasets/{code}", response_model=DatasetOut, summary="A dataset's metadata and data dictionary")
 def read(code: str, c: CtxDep) -> DatasetOut:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return service.to_out(service.read(s, actor=c.actor, code=code))
 
 
@@ -133,13 +134,13 @@ def update(code: str, body: DatasetUpdate, c: PrincipalCtxDep) -> DatasetOut:
 
 @router.get("/datasets/{code}/versions", response_model=list[VersionOut], summary="Published versions")
 def versions(code: str, c: CtxDep) -> list[VersionOut]:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return [service.version_out(v) for v in service.versions(s, actor=c.actor, code=code)]
 
 
 @router.get("/datasets/{code}/versions/{number}/quality", summary="A version's quality report")
 def quality(code: str, number: Id, c: CtxDep) -> dict[str, Any]:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return service.quality(s, actor=c.actor, code=code, number=number)
 
 

@@ -27,7 +27,7 @@ _MEDIA = {"csv": "text/csv", "ndjson": "application/x-ndjson", "parquet": "appli
     "`_sort=-a,b`, `_fields=a,b`, `_size` (max 1000), `_cursor` (from links.next), `_count=1`.",
 )
 def rows(code: str, request: Request, c: CtxDep) -> dict[str, Any]:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         page = opendata.rows(
             s,
             actor=c.actor,
@@ -40,9 +40,7 @@ def rows(code: str, request: Request, c: CtxDep) -> dict[str, Any]:
     metrics.ROWS_SERVED.labels("json").inc(len(page.data))
     next_link = None
     if page.next_cursor:
-        next_link = str(
-            request.url.remove_query_params("_cursor").include_query_params(_cursor=page.next_cursor)
-        )
+        next_link = str(request.url.remove_query_params("_cursor").include_query_params(_cursor=page.next_cursor))
     meta = {**page.meta, "dataset": code}
     if page.total is not None:
         meta["total"] = page.total
@@ -67,7 +65,7 @@ def download(
     range_: Annotated[str | None, Header(alias="range")] = None,
     if_range: Annotated[str | None, Header()] = None,
 ) -> Response:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         edition, entry = opendata.download(s, actor=c.actor, code=code, data_dir=c.state.data_dir)
     variant = fmt if fmt != "csv" else f"csv-{encoding}{'-bom' if bom else ''}"
     tag = streaming.etag(edition.digest, variant)
@@ -77,9 +75,7 @@ def download(
         "Cache-Control": "public, max-age=300",
         "Content-Disposition": f'attachment; filename="{code}-v{edition.version}.{fmt}"',
     }
-    if streaming.not_modified(
-        tag, edition.published, if_none_match=if_none_match, if_modified_since=if_modified_since
-    ):
+    if streaming.not_modified(tag, edition.published, if_none_match=if_none_match, if_modified_since=if_modified_since):
         return Response(status_code=304, headers=headers)
     engine = c.state.engine
     totals = streaming.StreamTotals()
@@ -102,9 +98,7 @@ def download(
         size = edition.path.stat().st_size
         headers["Accept-Ranges"] = "bytes"
         span = (
-            streaming.parse_range(range_, size)
-            if streaming.range_applies(if_range, tag, edition.published)
-            else None
+            streaming.parse_range(range_, size) if streaming.range_applies(if_range, tag, edition.published) else None
         )
         totals.rows = edition.rows if span is None else 0
         if span is not None:

@@ -25,18 +25,14 @@ def ready(state: StateDep) -> JSONResponse:
             conn.execute(text("SELECT 1"))
         checks["database"] = "ok"
         current, head = db.current_revision(state.engine), db.head_revision()
-        checks["migrations"] = (
-            "ok" if current == head else f"at {current}, expected {head}: run `pdg db upgrade`"
-        )
+        checks["migrations"] = "ok" if current == head else f"at {current}, expected {head}: run `pdg db upgrade`"
     except Exception as exc:
         checks["database"] = f"unreachable ({type(exc).__name__})"
         checks["migrations"] = "unknown"
     checks["keys"] = "ok" if state.keyring is not None else "missing"
     checks["policies"] = "ok" if state.policy_engine is not None else "missing"
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
-    )
+    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -50,7 +50,7 @@ class WhatIfIn(BaseModel):
 @router.get("/scenarios")
 def list_scenarios(c: PrincipalCtxDep) -> list[dict[str, Any]]:
     """Every scenario: participants, datasets in scope, purposes, default duration, windows, in force now."""
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return scenarios.list_scenarios(s, actor=c.actor)
 
 
@@ -102,21 +102,21 @@ def start(body: ExperimentIn, c: PrincipalCtxDep) -> dict[str, Any]:
 
 @router.get("/experiments")
 def list_runs(c: PrincipalCtxDep) -> list[dict[str, Any]]:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return [service.to_out(r) for r in service.list_runs(s, actor=c.actor)]
 
 
 @router.get("/experiments/{run_id}")
 def get_run(run_id: str, c: PrincipalCtxDep) -> dict[str, Any]:
     """Status and progress of a run."""
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return service.to_out(service.get(s, actor=c.actor, run_id=run_id))
 
 
 @router.get("/experiments/{run_id}/report")
 def report(run_id: str, c: PrincipalCtxDep) -> dict[str, Any]:
     """The finished run's report (409 while it runs)."""
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return service.get_report(s, actor=c.actor, run_id=run_id)
 
 
@@ -125,7 +125,7 @@ def report_html(run_id: str, c: PrincipalCtxDep) -> HTMLResponse:
     """The report as a self-contained HTML page with inline SVG charts."""
     from datarange.html import render
 
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         rep = service.get_report(s, actor=c.actor, run_id=run_id)
     return HTMLResponse(
         render(rep), headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}

@@ -127,7 +127,7 @@ def submit(body: RequestIn, c: PrincipalCtxDep) -> dict[str, Any]:
 def list_requests(
     c: PrincipalCtxDep, scope: Annotated[Literal["mine", "to_decide"], Query()] = "mine"
 ) -> list[dict[str, Any]]:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return [requests.to_out(s, r) for r in requests.list_requests(s, actor=c.actor, scope=scope)]
 
 
@@ -183,7 +183,7 @@ def shared_rows(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return sharing.read_shared(
             s,
             actor=c.actor,
@@ -197,7 +197,7 @@ def shared_rows(
 
 @router.get("/workspaces/{grant_id}", summary="The grant's tables, data dictionaries and masked previews")
 def workspace(grant_id: Id, c: PrincipalCtxDep) -> dict[str, Any]:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return workspaces.workspace(
             s, actor=c.actor, grant_id=grant_id, keyring=c.state.keyring, data_dir=c.state.data_dir
         )
@@ -222,13 +222,13 @@ def run_query(grant_id: Id, body: QueryIn, c: PrincipalCtxDep) -> dict[str, Any]
 
 @router.get("/workspaces/{grant_id}/queries", summary="The grant's queries, newest first")
 def list_queries(grant_id: Id, c: PrincipalCtxDep) -> list[dict[str, Any]]:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return [queries.to_out(q) for q in queries.list_queries(s, actor=c.actor, grant_id=grant_id)]
 
 
 @router.get("/queries/{query_id}", summary="A query, output control's decision and reasons, the released result")
 def get_query(query_id: Id, c: PrincipalCtxDep) -> dict[str, Any]:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return queries.to_out(queries.get_query(s, actor=c.actor, query_id=query_id))
 
 
@@ -255,7 +255,7 @@ def list_exports(
     c: PrincipalCtxDep,
     state: Annotated[Literal["pending_review", "released", "refused"] | None, Query()] = None,
 ) -> list[dict[str, Any]]:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         return [exports.to_out(e) for e in exports.list_exports(s, actor=c.actor, state=state)]
 
 
@@ -274,7 +274,7 @@ def review(export_id: Id, body: ReviewIn, c: PrincipalCtxDep) -> dict[str, Any]:
     response_class=FileResponse,
 )
 def download(export_id: Id, c: PrincipalCtxDep) -> FileResponse:
-    with c.uow() as s:
+    with c.uow(read=True) as s:
         e, path = exports.download_export(s, actor=c.actor, export_id=export_id, data_dir=c.state.data_dir)
     return FileResponse(
         path,
