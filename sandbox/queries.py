@@ -54,7 +54,7 @@ def default_runner() -> SandboxRunner:
     global _RUNNER
     with _RUNNER_LOCK:
         if _RUNNER is None:
-            _RUNNER = SandboxRunner(Limits())
+            _RUNNER = SandboxRunner(Limits(), pool_size=2)  # two caged workers per gateway process
         return _RUNNER
 
 

@@ -25,6 +25,21 @@ class WorkerCrashed(DomainError):
     title = "Sandbox worker failed"
 
 
+class SandboxBusy(DomainError):
+    """Every worker stayed busy for the whole admission wait: the caller should retry shortly."""
+
+    status = 503
+    type_slug = "sandbox-busy"
+    title = "Sandbox busy"
+
+    def __init__(self, detail: str, *, retry_after: int = 5) -> None:
+        super().__init__(detail, extra={"retry_after": retry_after})
+
+
+# How long a query may wait for a free worker before it is turned away (it then holds no server thread).
+ADMISSION_WAIT_S = 10.0
+
+
 @dataclass(frozen=True)
 class ParquetFile:
     """A plaintext Parquet file on disk, read by the worker."""
@@ -122,6 +137,7 @@ class SandboxRunner:
     def __init__(self, limits: Limits | None = None, *, pool_size: int = 1) -> None:
         self.limits = limits or Limits()
         self._idle: queue.Queue[_Worker] = queue.Queue()
+        self.pool_size = pool_size
         self._slots = threading.BoundedSemaphore(pool_size)
         self._lock = threading.Lock()
         self._all: set[_Worker] = set()
@@ -166,7 +182,11 @@ class SandboxRunner:
             },
         }
         started = time.perf_counter()
-        with self._slots:
+        if not self._slots.acquire(timeout=ADMISSION_WAIT_S):
+            raise SandboxBusy(
+                f"all {self.pool_size} sandbox workers stayed busy for {ADMISSION_WAIT_S:.0f} s; retry shortly"
+            )
+        try:
             w = self._take()
             healthy = False
             try:
@@ -177,6 +197,8 @@ class SandboxRunner:
                     self._idle.put(w)
                 else:
                     self._discard(w)
+        finally:
+            self._slots.release()
         kind, payload = reply
         if kind != "ok":
             raise _error(kind, payload, lim)
