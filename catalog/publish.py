@@ -218,6 +218,9 @@ def _go_live(s: Session, code: str, staged: Staged, data_dir: Path, actor: Actor
         s.exec(select(func.max(DatasetVersion.number)).where(DatasetVersion.dataset_id == ds.id)).one() or 0
     ) + 1
     final = storage.version_dir(data_dir, code, number)
+    if final.exists():
+        # Left by a crash between rename and commit: no row names it, and we hold the dataset's lock.
+        storage.remove_dir(final)
     storage.commit_dir(staged.dir, final)
     s.info.setdefault("on_rollback", []).append(lambda: storage.remove_dir(final))
     v = DatasetVersion(

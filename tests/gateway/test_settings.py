@@ -44,3 +44,15 @@ def test_environment_prefix_and_database_url_alias(monkeypatch):
 
 def test_secret_is_not_in_repr():
     assert GOOD_SECRET not in repr(Settings(env="production", secret_key=GOOD_SECRET))
+
+
+def test_concurrent_first_starts_agree_on_one_generated_secret(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gateway.state import load_secret_key
+
+    s = Settings(env="development", data_dir=tmp_path / "var", keys_dir=tmp_path / "keys")
+    with ThreadPoolExecutor(16) as pool:
+        secrets = set(pool.map(lambda _: load_secret_key(s), range(32)))
+    assert len(secrets) == 1 and len(next(iter(secrets))) == 44
+    assert [p.name for p in (tmp_path / "keys").iterdir()] == ["secret.key"]
