@@ -83,7 +83,7 @@ def download(
     def on_close(t: streaming.StreamTotals) -> None:
         metrics.ROWS_SERVED.labels(fmt).inc(t.rows)
         try:
-            with unit_of_work(engine) as s:
+            with unit_of_work(engine, read=True) as s:  # appended by the group committer
                 record_entry(
                     s,
                     entry,
