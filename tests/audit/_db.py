@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+
 import psycopg
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -11,7 +14,9 @@ import audit.models  # noqa: F401  (registers the tables)
 from audit.ddl import install_guards
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-PG_DB = "pdg_audit_test"
+# One database per test run (inherited by the writer processes through the environment), so two runs
+# on one PostgreSQL server — two developers, or CI beside a session — never write into each other's log.
+PG_DB = os.environ.setdefault("PDG_AUDIT_TEST_DB", f"pdg_audit_test_{uuid.uuid4().hex[:8]}")
 PG_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DB}"
 AUDIT_TABLES = [t for name, t in SQLModel.metadata.tables.items() if name.startswith("audit_")]
 
