@@ -30,12 +30,13 @@ system-deps:  ## Debian's Chromium and a CJK font for the browser tests (install
 test: venv system-deps test-sqlite test-postgres  ## every test, on SQLite and on PostgreSQL
 
 test-sqlite: venv
-	PDG_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
+	PDG_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS) -m "not serial"
 
 test-postgres: venv
 	@$(PY) -c "import psycopg; psycopg.connect('host=127.0.0.1 port=5432 user=postgres dbname=test', connect_timeout=5).close()" \
 	  || { echo "PostgreSQL on 127.0.0.1:5432 is not reachable: start it (see README, 'Tests')"; exit 1; }
-	PDG_TEST_DB=postgresql $(PY) -m pytest $(PYTEST_ARGS)
+	PDG_TEST_DB=postgresql $(PY) -m pytest $(PYTEST_ARGS) -m "not serial"
+	PDG_TEST_DB=postgresql $(PY) -m pytest -m serial  # alone: these restart PostgreSQL
 
 lint: venv
 	.venv/bin/ruff check .

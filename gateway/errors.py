@@ -134,6 +134,18 @@ def disk_full(exc: BaseException) -> bool:
     return False
 
 
+def _refused_value(exc: BaseException) -> bool:
+    """A value the caller sent that the database cannot store (SQLAlchemy DataError), anywhere in the chain."""
+    from sqlalchemy.exc import DataError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DataError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every exception into a problem, and document them."""
     generate = app.openapi
@@ -198,6 +210,14 @@ def install(app: FastAPI) -> None:
                 "insufficient-storage",
                 "Insufficient storage",
                 "the gateway's storage is full; nothing was saved — try again later or tell the operator",
+                request=request,
+            )
+        if _refused_value(exc):
+            return problem(
+                400,
+                "bad-request",
+                "Bad request",
+                "a value was refused by the database (e.g. a NUL character or a number out of range); correct it",
                 request=request,
             )
         log.exception("unhandled error", extra={"request_id": getattr(request.state, "request_id", None)})

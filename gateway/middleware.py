@@ -103,6 +103,13 @@ class GatewayMiddleware:
         limit = self.max_upload if self.upload_path.search(path) else self.max_json
         started = time.perf_counter()
         status_holder = {"status": 500}
+        if "\x00" in path or b"%00" in scope.get("query_string", b"") or b"%00" in (scope.get("raw_path") or b""):
+            # No name or filter the gateway knows contains NUL; databases refuse it, file systems misread it.
+            await send_problem(
+                send, 400, "bad-request", "Bad request", "the URL contains a NUL character (%00); remove it", rid, path
+            )
+            self._log(scope, 400, started, rid)
+            return
 
         head = sum(len(k) + len(v) + 4 for k, v in scope.get("headers") or [])
         if head > self.max_header:

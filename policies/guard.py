@@ -118,12 +118,9 @@ def authorized(
     engine: Any = None,
 ) -> Iterator[Act]:
     """Authorise `action`, run the block, record the decision and its outcome in `session`."""
-    decision = decide(actor, action, resource, context, engine=engine)
-    entry = _entry(actor, action, decision, resource_type, resource_id, purpose, experiment, dataset)
-    if not decision.allowed:
-        exc = Denied(denied_detail(action, decision), decision=decision)
-        exc.audit_entry = entry  # type: ignore[attr-defined]
-        raise exc
+    decision, entry = _allowed_or_raise(
+        actor, action, resource, context, engine, resource_type, resource_id, purpose, experiment, dataset
+    )
     act = Act(decision=decision, resource_id=resource_id, dataset=dataset)
     try:
         yield act
@@ -134,6 +131,28 @@ def authorized(
         raise
     _finish(entry, act)
     _record(session, {**entry, "outcome": act.outcome})
+
+
+def _allowed_or_raise(
+    actor: Actor,
+    action: str,
+    resource: Any,
+    context: Any,
+    engine: Any,
+    resource_type: str,
+    resource_id: str | None,
+    purpose: str | None,
+    experiment: str | None,
+    dataset: str | None,
+) -> tuple[Any, dict[str, Any]]:
+    """The decision and its audit entry; a denial raises Denied carrying the entry for the unit of work."""
+    decision = decide(actor, action, resource, context, engine=engine)
+    entry = _entry(actor, action, decision, resource_type, resource_id, purpose, experiment, dataset)
+    if not decision.allowed:
+        exc = Denied(denied_detail(action, decision), decision=decision)
+        exc.audit_entry = entry  # type: ignore[attr-defined]
+        raise exc
+    return decision, entry
 
 
 def _record(session: Any, entry: dict[str, Any]) -> None:
@@ -172,12 +191,9 @@ def allow_or_raise(
 
     Returns the pending audit entry for `record_entry`; a denial raises `Denied` (logged by the unit of work).
     """
-    decision = decide(actor, action, resource, context, engine=engine)
-    entry = _entry(actor, action, decision, resource_type, resource_id, purpose, None, dataset)
-    if not decision.allowed:
-        exc = Denied(denied_detail(action, decision), decision=decision)
-        exc.audit_entry = entry  # type: ignore[attr-defined]
-        raise exc
+    _, entry = _allowed_or_raise(
+        actor, action, resource, context, engine, resource_type, resource_id, purpose, None, dataset
+    )
     return entry
 
 

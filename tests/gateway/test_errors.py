@@ -78,18 +78,26 @@ def test_domain_errors_map_to_their_status(client, make_principal):
 
 
 def test_incoming_request_id_is_echoed_when_safe_and_replaced_when_not(client):
-    assert (
-        client.get("/health", headers={"x-request-id": "abcdef123456"}).headers["x-request-id"]
-        == "abcdef123456"
-    )
+    assert client.get("/health", headers={"x-request-id": "abcdef123456"}).headers["x-request-id"] == "abcdef123456"
     replaced = client.get("/health", headers={"x-request-id": "bad id\twith tabs"}).headers["x-request-id"]
     assert replaced != "bad id\twith tabs" and len(replaced) == 16
 
 
-@pytest.mark.parametrize(
-    "path", ["/api/v1/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/api/v1/admin/%00"]
-)
+@pytest.mark.parametrize("path", ["/api/v1/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/api/v1/admin/%00"])
 def test_path_tricks_are_problems_not_500(client, path):
     resp = client.get(path)
     assert 400 <= resp.status_code < 500
     assert resp.headers["content-type"].startswith("application/problem+json")
+
+
+def test_nul_characters_are_refused_not_500(client, make_principal):
+    admin = make_principal("admin")
+    assert_problem(client.get("/api/v1/catalog/datasets/%00"), 400, "bad-request")
+    assert_problem(client.get("/api/v1/catalog/datasets", params={"q": "a\x00b"}), 400, "bad-request")
+    # In a JSON body: SQLite stores it, PostgreSQL refuses it — either way a clear answer, never a 500.
+    r = client.post(
+        "/api/v1/admin/organisations",
+        json={"code": "NUL-1", "name": "a\u0000b", "kind": "department"},
+        headers=admin.headers,
+    )
+    assert r.status_code in (201, 400), r.text

@@ -90,6 +90,8 @@ def test_a_full_data_disk_is_507_and_corrupts_nothing(client, make_principal, se
 
 if BACKEND == "postgresql":  # the fault exists only there: SQLite is a file in the process
 
+    # Restarting the server cuts every other test's connections: `make test` runs it alone, after the rest.
+    @pytest.mark.serial
     def test_postgresql_restart_under_load_loses_nothing_acknowledged(tmp_path) -> None:
         from tests.reliability._server import Server
         from tests.reliability._world import database, populate, settings_for
