@@ -119,6 +119,36 @@ def context(
     )
 
 
+def _refuse_if_any_denied(
+    session: Session,
+    actor: Actor,
+    action: str,
+    datasets: dict[str, Dataset],
+    ctx_for: Any,
+    kw: dict[str, Any],
+    grant: Grant | None,
+) -> str:
+    """Decide on every dataset first; the first denial is raised (and logged) before any effect.
+
+    Returns the policy version of the decisions, for records that follow them.
+    """
+    version = ""
+    for code, ds in datasets.items():
+        decision = decide(actor, action, resources.dataset(ds), ctx_for(code))
+        version = decision.policy_version
+        if decision.allowed:
+            continue
+        try:
+            with authorized(session, actor, action, resources.dataset(ds), ctx_for(code), dataset=code, **kw):
+                pass  # pragma: no cover - authorized raises Denied
+        except Denied as exc:
+            if grant is not None and status(grant) != "active":
+                exc.detail = f"{exc.detail}; grant {grant.id} is {status(grant)}"
+                exc.args = (exc.detail,)
+            raise
+    return version
+
+
 @contextmanager
 def authorized_each(
     session: Session,
@@ -139,17 +169,7 @@ def authorized_each(
     """
     outcome: dict[str, Any] = {}
     kw: dict[str, Any] = {"resource_type": resource_type, "resource_id": resource_id, "purpose": purpose}
-    for code, ds in datasets.items():
-        # Decide all first: a denial on a later dataset must be the record the unit of work logs.
-        if not decide(actor, action, resources.dataset(ds), ctx_for(code)).allowed:
-            try:
-                with authorized(session, actor, action, resources.dataset(ds), ctx_for(code), dataset=code, **kw):
-                    pass  # pragma: no cover - authorized raises Denied
-            except Denied as exc:
-                if grant is not None and status(grant) != "active":
-                    exc.detail = f"{exc.detail}; grant {grant.id} is {status(grant)}"
-                    exc.args = (exc.detail,)
-                raise
+    _refuse_if_any_denied(session, actor, action, datasets, ctx_for, kw, grant)
     with ExitStack() as stack:
         for code, ds in datasets.items():
             act: Act = stack.enter_context(
@@ -176,24 +196,8 @@ def recheck(
     Allowed: nothing is recorded here (the decision is in the log once) and the policy version is
     returned for the effect's own record. Denied (revoked or expired meanwhile): the denial is recorded.
     """
-    version = ""
-    for code, ds in datasets.items():
-        decision = decide(actor, action, resources.dataset(ds), ctx_for(code))
-        if not decision.allowed:
-            with authorized_each(
-                session,
-                actor,
-                action,
-                datasets,
-                ctx_for,
-                resource_type=resource_type,
-                resource_id=resource_id,
-                purpose=purpose,
-                grant=grant,
-            ):
-                pass  # pragma: no cover - raises Denied
-        version = decision.policy_version
-    return version
+    kw: dict[str, Any] = {"resource_type": resource_type, "resource_id": resource_id, "purpose": purpose}
+    return _refuse_if_any_denied(session, actor, action, datasets, ctx_for, kw, grant)
 
 
 def record_effect(
