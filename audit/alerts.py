@@ -52,6 +52,22 @@ def _off_hours(local: datetime, rules: AlertRules) -> bool:
     return (t >= start or t < end) if start > end else (start <= t < end)
 
 
+def _one_record(r: Any, key: str, rule: str, severity: str, detail: str) -> dict:
+    """An alert raised by a single record."""
+    return dict(
+        key=key,
+        rule=rule,
+        severity=severity,
+        principal=r.principal,
+        org=r.org,
+        dataset=r.dataset,
+        first_seq=r.seq,
+        last_seq=r.seq,
+        count=1,
+        detail=detail,
+    )
+
+
 def _candidates(records: Sequence[Any], rules: AlertRules) -> list[dict]:
     """Alerts implied by the records (dicts with key, rule, severity, subject fields, seq range, count)."""
     out: list[dict] = []
@@ -103,40 +119,29 @@ def _candidates(records: Sequence[Any], rules: AlertRules) -> list[dict]:
                     )
                 )
                 q.clear()  # the next alert needs a fresh run of denials
+    min_grade = _grade(rules.off_hours_min_grade)  # once, not per record
     for r in records:
         outcome = json.loads(r.outcome)
-        min_grade = _grade(rules.off_hours_min_grade)
         local = clock.local(r.time)
         if r.allowed and min_grade and _grade(outcome.get("grade")) >= min_grade and _off_hours(local, rules):
             night = (local - timedelta(days=1)).date() if local.time() < rules.off_hours_end else local.date()
             out.append(
-                dict(
-                    key=f"offhours:{r.principal}:{r.dataset}:{night}",
-                    rule="off_hours_sensitive",
-                    severity="medium",
-                    principal=r.principal,
-                    org=r.org,
-                    dataset=r.dataset,
-                    first_seq=r.seq,
-                    last_seq=r.seq,
-                    count=1,
-                    detail=f"{outcome.get('grade')} data read by {r.principal} "
-                    f"at {local:%H:%M} (Asia/Shanghai)",
+                _one_record(
+                    r,
+                    f"offhours:{r.principal}:{r.dataset}:{night}",
+                    "off_hours_sensitive",
+                    "medium",
+                    f"{outcome.get('grade')} data read by {r.principal} at {local:%H:%M} (Asia/Shanghai)",
                 )
             )
         if rules.near_limit_flag and outcome.get(rules.near_limit_flag):
             out.append(
-                dict(
-                    key=f"nearlimit:{r.seq}",
-                    rule="near_output_limit",
-                    severity="low",
-                    principal=r.principal,
-                    org=r.org,
-                    dataset=r.dataset,
-                    first_seq=r.seq,
-                    last_seq=r.seq,
-                    count=1,
-                    detail=f"{r.action} by {r.principal} came close to an output-control limit",
+                _one_record(
+                    r,
+                    f"nearlimit:{r.seq}",
+                    "near_output_limit",
+                    "low",
+                    f"{r.action} by {r.principal} came close to an output-control limit",
                 )
             )
     return out
