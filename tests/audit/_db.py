@@ -16,7 +16,9 @@ from audit.ddl import install_guards
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 # One database per test run (inherited by the writer processes through the environment), so two runs
 # on one PostgreSQL server — two developers, or CI beside a session — never write into each other's log.
-PG_DB = os.environ.setdefault("PDG_AUDIT_TEST_DB", f"pdg_audit_test_{uuid.uuid4().hex[:8]}")
+# Keyed by xdist worker too: two workers of one run must not create the same tables side by side.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+PG_DB = os.environ.setdefault(f"PDG_AUDIT_TEST_DB_{_WORKER}", f"pdg_audit_test_{_WORKER}_{uuid.uuid4().hex[:8]}")
 PG_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DB}"
 AUDIT_TABLES = [t for name, t in SQLModel.metadata.tables.items() if name.startswith("audit_")]
 
