@@ -131,11 +131,16 @@ def test_a_consistent_rewrite_is_caught_by_the_signed_root(exported: Path, keyri
         ('UPDATE audit_record SET outcome = \'{"rows":1,"grade":"G2"}\' WHERE seq = 17', 17),
         ("UPDATE audit_record SET allowed = false WHERE seq = 2", 2),
         (
-            "UPDATE audit_record SET leaf_hash = replace(leaf_hash, substr(leaf_hash, 1, 1), 'f') "
-            "WHERE seq = 9",
+            # always a change: a hash that already starts with 'f' gets '0' (replacing 'f' by 'f' changed nothing)
+            "UPDATE audit_record SET leaf_hash = CASE WHEN substr(leaf_hash, 1, 1) = 'f' THEN '0' ELSE 'f' END "
+            "|| substr(leaf_hash, 2) WHERE seq = 9",
             9,
         ),
-        ("UPDATE audit_record SET chain_hash = 'ff' || substr(chain_hash, 3) WHERE seq = 11", 11),
+        (
+            "UPDATE audit_record SET chain_hash = CASE WHEN substr(chain_hash, 1, 1) = 'f' THEN '0' ELSE 'f' END "
+            "|| substr(chain_hash, 2) WHERE seq = 11",
+            11,
+        ),
         ("DELETE FROM audit_record WHERE seq = 15", 15),
     ],
 )
