@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -32,7 +32,10 @@ class GrantBudget:
     max_history: int = 500  # oldest releases beyond this are forgotten (documented limit)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: it deep-copies every group of up to 500 releases, once per query.
+        out: dict[str, Any] = {f: getattr(self, f) for f in _SCALARS}
+        out["released"] = [{f: getattr(r, f) for f in _RELEASE_FIELDS} for r in self.released]
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True, default=str)
@@ -71,6 +74,10 @@ class GrantBudget:
 
     def next_seq(self) -> int:
         return (self.released[-1].seq + 1) if self.released else 1
+
+
+_SCALARS = tuple(f.name for f in fields(GrantBudget) if f.name != "released")
+_RELEASE_FIELDS = tuple(f.name for f in fields(ReleasedQuery))
 
 
 def _rollup(q: ReleasedQuery, keys: list[str]) -> dict[tuple[Any, ...], int]:

@@ -1,10 +1,14 @@
 """The query service: guard → decide → load granted data → run caged → output control → store → audit.
 
-Three short transactions, none held while the query runs (SQLite takes its write lock at BEGIN):
-1. check the SQL, authorise `workspace:query` on every dataset read, record the query as running;
-2. (no transaction) decrypt the current versions into memory and run the query in the worker process;
+Two short write transactions, none held while the query runs or while Python parses, plans or checks
+(SQLite takes its write lock at BEGIN, and every other writer of the process waits on it):
+0. (read) parse, guard and plan the SQL against the granted datasets;
+1. authorise `workspace:query` on every dataset read, record the query as running;
+2. (no transaction) decrypt the current versions into memory and run the query in the worker process,
+   then apply output control against the grant's budget as last read;
 3. re-read the grant and authorise again — a grant revoked or expired meanwhile refuses the result —
-   then apply output control, persist the per-grant budget and the released result, audit the outcome.
+   persist the budget (output control is re-done here if another query moved it) and the released
+   result, audit the outcome.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import json
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +97,21 @@ def _is_unique(ds: Dataset, column: str) -> bool:
 
 
 @dataclass
+class _Draft:
+    """What the SQL needs, worked out from a read of the grant and its datasets (no lock held)."""
+
+    schema: dict[str, set[str]]
+    names: dict[str, str]
+    guarded: sqlguard.GuardedQuery | None
+    refused: Invalid | None = None
+    read: dict[str, list[str]] = field(default_factory=dict)
+    grade: dict[str, int] = field(default_factory=dict)
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    identity: dict[str, str | None] = field(default_factory=dict)
+    plan: output_control.OutputPlan | None = None
+
+
+@dataclass
 class _Plan:
     """What transaction 1 worked out for the run."""
 
@@ -109,16 +128,47 @@ class _Plan:
     ctx: Callable[[str], Any]
 
 
-def _prepare(s: Session, actor: Actor, grant_id: int, sql: str) -> _Plan:
-    g = grants.get(s, grant_id)
-    datasets = grants.datasets_of(s, g.datasets)
+def _schema_of(datasets: dict[str, Dataset]) -> tuple[dict[str, str], dict[str, set[str]]]:
     names = grants.table_names(datasets)
-    schema = {t: set(grants.fields_of(datasets[c])) for t, c in names.items()}
-    digest = sm3.hexdigest((sql or "").encode())
+    return names, {t: set(grants.fields_of(datasets[c])) for t, c in names.items()}
+
+
+def _draft(datasets: dict[str, Dataset], sql: str) -> _Draft:
+    """Parse, guard and plan `sql` against the granted datasets: pure work, done before any write lock."""
+    names, schema = _schema_of(datasets)
     try:
         # Checked against every column: the decision point, not a parse error, refuses ungranted ones.
         guarded = sqlguard.guard(sql, schema)
     except Invalid as exc:
+        return _Draft(schema=schema, names=names, guarded=None, refused=exc)
+    used = {names[t]: datasets[names[t]] for t in guarded.tables}
+    read: dict[str, list[str]] = {c: [] for c in used}
+    for ref in guarded.columns_read:
+        table, _, column = ref.partition(".")
+        read[names[table]].append(column)
+    tags = {t: grants.fields_of(datasets[c]) for t, c in names.items() if c in used}
+    identity = {t: identity_column(datasets[c]) for t, c in names.items() if c in used}
+    plan = output_control.plan_query(
+        guarded,
+        rules=output_rules(),
+        identity_column_per_table={t: c for t, c in identity.items() if c},
+        field_tags=tags,
+        unique_identity=frozenset(t for t, c in identity.items() if c and _is_unique(datasets[names[t]], c)),
+    )
+    grade = _output_grades(guarded, names, datasets)
+    return _Draft(schema, names, guarded, None, read, grade, tags, identity, plan)
+
+
+def _prepare(s: Session, actor: Actor, grant_id: int, sql: str, draft: _Draft | None) -> _Plan:
+    """Transaction 1 (short): decide on every dataset read and record the query as running."""
+    g = grants.get(s, grant_id)
+    datasets = grants.datasets_of(s, g.datasets)
+    if draft is None or _schema_of(datasets) != (draft.names, draft.schema):
+        draft = _draft(datasets, sql)  # the grant or a schema changed since the read: plan again
+    names = draft.names
+    digest = sm3.hexdigest((sql or "").encode())
+    if draft.guarded is None:
+        assert draft.refused is not None
         with grants.authorized_each(
             s,
             actor,
@@ -130,15 +180,12 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str) -> _Plan:
             purpose=g.purpose,
             grant=g,
         ) as outcome:
-            outcome.update({"stage": "sqlguard", "sql_digest": digest, "refused": exc.detail})
-            raise
+            outcome.update({"stage": "sqlguard", "sql_digest": digest, "refused": draft.refused.detail})
+            raise draft.refused
+    guarded, read, grade, identity, tags = draft.guarded, draft.read, draft.grade, draft.identity, draft.tags
+    plan = draft.plan
+    assert plan is not None
     used = {names[t]: datasets[names[t]] for t in guarded.tables}
-    read: dict[str, list[str]] = {c: [] for c in used}
-    for ref in guarded.columns_read:
-        table, _, column = ref.partition(".")
-        read[names[table]].append(column)
-    grade = _output_grades(guarded, names, datasets)
-    tags = {t: grants.fields_of(datasets[c]) for t, c in names.items() if c in used}
 
     def ctx(code: str) -> Any:
         return grants.context(g, columns=[grants.qualified(code, c) for c in read[code]], raw_grade=grade.get(code, 0))
@@ -154,14 +201,6 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str) -> _Plan:
         purpose=g.purpose,
         grant=g,
     ) as outcome:
-        identity = {t: identity_column(datasets[c]) for t, c in names.items() if c in used}
-        plan = output_control.plan_query(
-            guarded,
-            rules=output_rules(),
-            identity_column_per_table={t: c for t, c in identity.items() if c},
-            field_tags=tags,
-            unique_identity=frozenset(t for t, c in identity.items() if c and _is_unique(datasets[names[t]], c)),
-        )
         versions = {c: workspaces.current_version(s, ds) for c, ds in used.items()}
         q = Query(
             grant_id=grant_id,
@@ -244,10 +283,19 @@ def run_query(
     data_dir: Path,
     limits: Limits | None = None,
     runner: SandboxRunner | None = None,
+    read_uow: Uow | None = None,
 ) -> Query:
-    """Run `sql` in the grant's workspace; returns the query with output control's decision and reasons."""
+    """Run `sql` in the grant's workspace; returns the query with output control's decision and reasons.
+
+    `read_uow` opens a unit of work without the write lock (the gateway's read transactions): parsing,
+    planning and output control run there or outside any transaction, so the write transactions
+    hold the lock only for their few statements.
+    """
+    with (read_uow or uow)() as s:
+        g = grants.get(s, grant_id)
+        draft = _draft(grants.datasets_of(s, g.datasets), sql)
     with uow() as s:
-        p = _prepare(s, actor, grant_id, sql)
+        p = _prepare(s, actor, grant_id, sql, draft)
     if p.sql is None:
         return p.query
     try:
@@ -260,9 +308,12 @@ def run_query(
     except DomainError as exc:
         _finish_failed(uow, actor, p, exc)
         raise
+    with (read_uow or uow)() as s:
+        seen = grants.get(s, grant_id).budget
+    checked = _check(p, result, seen)  # output control on the budget as read; re-done if it moved meanwhile
     try:
         with uow() as s:
-            return _finish(s, actor, p, result)
+            return _finish(s, actor, p, result, checked)
     except Denied as exc:
         with uow() as s:  # the refusal itself was logged by the unit of work; the query row records it too
             q = s.get(Query, p.query.id)
@@ -270,6 +321,32 @@ def run_query(
                 q.status, q.reasons, q.finished_at = "denied", [exc.detail], clock.now()
                 s.add(q)
         raise
+
+
+@dataclass
+class _Checked:
+    """Output control's decision for one result, against the grant budget it started from."""
+
+    budget_before: dict[str, Any] | None
+    decision: output_control.OutputDecision
+    budget: GrantBudget
+    budget_after: dict[str, Any]
+    result_json: dict[str, Any] | None
+
+
+def _check(p: _Plan, result: Any, budget_before: dict[str, Any] | None) -> _Checked:
+    budget = GrantBudget.from_dict(budget_before or grants.default_budget())
+    decision = output_control.check_output(
+        result,
+        p.guarded,
+        rules=output_rules(),
+        identity_column_per_table=p.identity,
+        field_tags=p.tags,
+        grant_budget=budget,
+    )
+    released = decision.released and decision.table is not None
+    table_json = _table_json(decision.table) if released and decision.table is not None else None
+    return _Checked(budget_before, decision, budget, budget.to_dict(), table_json)
 
 
 def _finish_failed(uow: Uow, actor: Actor, p: _Plan, exc: DomainError) -> None:
@@ -300,21 +377,16 @@ def _fresh_ctx(p: _Plan, g: Grant) -> Callable[[str], Any]:
     return ctx
 
 
-def _finish(s: Session, actor: Actor, p: _Plan, result: Any) -> Query:
+def _finish(s: Session, actor: Actor, p: _Plan, result: Any, checked: _Checked) -> Query:
+    """Transaction 3 (short): re-authorise, then store output control's decision and the new budget."""
     g = grants.get(s, p.grant.id or 0, for_update=True)  # serialises budget updates of one grant
     kw = {"resource_type": "workspace", "resource_id": str(g.id), "purpose": g.purpose}
     # Revoked or expired while the query ran: refused here, and the refusal is logged.
     version = grants.recheck(s, actor, "workspace:query", p.used, _fresh_ctx(p, g), grant=g, **kw)
-    budget = GrantBudget.from_dict(g.budget) if g.budget else GrantBudget.from_dict(grants.default_budget())
-    decision = output_control.check_output(
-        result,
-        p.guarded,
-        rules=output_rules(),
-        identity_column_per_table=p.identity,
-        field_tags=p.tags,
-        grant_budget=budget,
-    )
-    g.budget = budget.to_dict()
+    if g.budget != checked.budget_before:  # another query of this grant finished meanwhile: decide again
+        checked = _check(p, result, g.budget)
+    decision, budget = checked.decision, checked.budget
+    g.budget = checked.budget_after
     s.add(g)
     q = s.get(Query, p.query.id)
     assert q is not None
@@ -325,7 +397,7 @@ def _finish(s: Session, actor: Actor, p: _Plan, result: Any) -> Query:
     )
     q.decision = "released" if decision.released else "refused"
     q.status, q.reasons, q.finished_at = q.decision, list(decision.reasons), clock.now()
-    q.result = _table_json(decision.table) if decision.released and decision.table is not None else None
+    q.result = checked.result_json
     s.add(q)
     outcome = {
         "stage": "finished",
