@@ -22,8 +22,8 @@ UPLOAD_PATHS = re.compile(r"^/api/v1/catalog/datasets/[^/]+/versions$|^/api/v1/a
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     import anyio.to_thread
 
-    # Sync handlers run in this pool; slow ones (sandbox queries, big pages) must not starve the rest.
-    anyio.to_thread.current_default_thread_limiter().total_tokens = 100
+    # Sync handlers run in this pool; sandbox queries have their own (gateway.slots), so none starves it.
+    anyio.to_thread.current_default_thread_limiter().total_tokens = app.state.pdg.settings.threads
     yield
     from sandbox import queries
 

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=2, ge=1, le=64)
+    # Threads per worker process for blocking handlers. More threads than this only queue on the GIL and
+    # on the database's write lock; waiting requests cost nothing in the event loop.
+    threads: int = Field(default=24, ge=4, le=400)
     keys_dir: Path | None = None
     policies_dir: Path | None = None
     # Declares that a reverse proxy / Ingress terminates TLS in front of a non-loopback bind.

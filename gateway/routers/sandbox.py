@@ -9,8 +9,10 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from gateway import slots
 from gateway.deps import Id, PrincipalCtxDep
 from sandbox import exports, grants, onboarding, queries, requests, sharing, workspaces
+from sandbox.runner import ADMISSION_WAIT_S, SandboxBusy
 
 router = APIRouter()
 
@@ -208,17 +210,27 @@ def workspace(grant_id: Id, c: PrincipalCtxDep) -> dict[str, Any]:
     status_code=status.HTTP_201_CREATED,
     summary="Run one SELECT (DuckDB SQL) on the granted tables; output control decides what leaves",
 )
-def run_query(grant_id: Id, body: QueryIn, c: PrincipalCtxDep) -> dict[str, Any]:
-    q = queries.run_query(
-        c.uow,
-        actor=c.actor,
-        grant_id=grant_id,
-        sql=body.sql,
-        keyring=c.state.keyring,
-        data_dir=c.state.data_dir,
-        read_uow=lambda: c.uow(read=True),
+async def run_query(grant_id: Id, body: QueryIn, c: PrincipalCtxDep) -> dict[str, Any]:
+    def run() -> dict[str, Any]:
+        q = queries.run_query(
+            c.uow,
+            actor=c.actor,
+            grant_id=grant_id,
+            sql=body.sql,
+            keyring=c.state.keyring,
+            data_dir=c.state.data_dir,
+            read_uow=lambda: c.uow(read=True),
+        )
+        return queries.to_out(q)
+
+    # Its own few threads: queries waiting for a sandbox worker never hold the threads other requests need.
+    return await slots.run_in_pool(
+        "sandbox",
+        slots.SANDBOX_THREADS,
+        run,
+        wait_s=ADMISSION_WAIT_S,
+        busy=lambda: SandboxBusy(f"the sandbox stayed busy for {ADMISSION_WAIT_S:.0f} s; retry shortly"),
     )
-    return queries.to_out(q)
 
 
 @router.get("/workspaces/{grant_id}/queries", summary="The grant's queries, newest first")

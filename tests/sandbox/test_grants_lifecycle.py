@@ -127,3 +127,25 @@ def test_revoke_over_http_needs_a_right_and_a_reason(world):
     assert r.status_code == 200 and r.json()["status"] == "revoked"
     assert w.post(w.operator, f"/grants/{grant_id}/revoke", {"reason": "again"}).status_code == 409
     assert w.get(w.ent, f"/workspaces/{grant_id}").status_code == 403
+
+
+def test_output_control_is_redone_when_another_query_moved_the_budget(world, monkeypatch):
+    """Output control runs outside the write transaction; a budget that moved meanwhile is never overwritten."""
+    w = world
+    grant_id = approve_all(w, apply(w, {POP: ["gender"]}))
+    real_check, calls = queries._check, []
+
+    def check_after_a_concurrent_query(p, result, budget_before):
+        calls.append(budget_before)
+        if len(calls) == 1:  # another query of the same grant finishes between our read and our write
+            assert _query(w, w.ent, grant_id, "select count(*) as n from population").status_code == 201
+        return real_check(p, result, budget_before)
+
+    monkeypatch.setattr(queries, "_check", check_after_a_concurrent_query)
+    assert _query(w, w.ent, grant_id, GENDER).status_code == 201
+    with unit_of_work(w.state.engine) as s:
+        budget = grants.get(s, grant_id).budget
+    assert budget["queries_used"] == 2  # both queries counted: no lost update
+    assert [r["seq"] for r in budget["released"]] == [1, 2]
+    # Ours on the budget as read, the other query's, then ours again inside the transaction on the moved one.
+    assert [c["queries_used"] for c in calls] == [0, 0, 1]
