@@ -30,6 +30,7 @@ ACTIONS: dict[str, ActionSpec] = {
         ActionSpec(
             "enterprise:onboard", "Organisation", True, "onboard an enterprise with its SM2 public key"
         ),
+        ActionSpec("enterprise:list", "Organisation", False, "list the onboarded enterprises and their status"),
         # catalog
         ActionSpec("dataset:register", "Dataset", True, "register a dataset and its fields"),
         ActionSpec("dataset:update", "Dataset", True, "change a dataset's metadata"),

@@ -92,6 +92,27 @@ def onboard_enterprise(
     return org, principal, token
 
 
+def list_enterprises(session: Session, *, actor: Actor) -> list[identity.Organisation]:
+    """The onboarded enterprises (operator, admin): one decision, one audit record."""
+    with authorized(
+        session,
+        actor,
+        "enterprise:list",
+        resources.organisation("*", "enterprise"),
+        resource_type="organisation",
+        resource_id="enterprises",
+    ) as act:
+        orgs = list(
+            session.exec(
+                select(identity.Organisation)
+                .where(identity.Organisation.kind == "enterprise")
+                .order_by(identity.Organisation.code)
+            ).all()
+        )
+        act.outcome.update({"count": len(orgs)})
+    return orgs
+
+
 def to_out(org: Any) -> dict[str, Any]:
     key_id = PublicKey.from_pem(org.sm2_public_key_pem.encode()).key_id if org.sm2_public_key_pem else None
     return {"code": org.code, "name": org.name, "kind": org.kind, "status": org.status, "key_id": key_id}

@@ -78,6 +78,9 @@ def test_every_registered_action_is_decided_and_recorded_exactly_once(world, mak
         allowed=False)
     step("enterprise:onboard", w.operator, lambda: c.post(f"{API}/enterprises", headers=H(w.operator), json={
         "code": "ENT-X", "name": "某公司", "sm2_public_key_pem": w.ent_key.public_key().to_pem().decode()}))
+    step("enterprise:list", w.ent, lambda: c.get(f"{API}/enterprises", headers=H(w.ent)), allowed=False)
+    r = step("enterprise:list", w.operator, lambda: c.get(f"{API}/enterprises", headers=H(w.operator)))
+    assert "ENT-X" in [e["code"] for e in r.json()]
 
     # catalog
     from catalog import demo_data, samples

@@ -88,6 +88,12 @@ class RequestOut(BaseModel):
     updated_at: datetime
 
 
+@router.get("/enterprises", summary="The onboarded enterprises, their status and key ids (operator)")
+def list_enterprises(c: PrincipalCtxDep) -> list[dict[str, Any]]:
+    with c.uow(read=True) as s:
+        return [onboarding.to_out(o) for o in onboarding.list_enterprises(s, actor=c.actor)]
+
+
 @router.post("/enterprises", status_code=status.HTTP_201_CREATED, summary="Onboard an enterprise (operator)")
 def onboard(body: EnterpriseIn, c: PrincipalCtxDep) -> dict[str, Any]:
     with c.uow() as s:

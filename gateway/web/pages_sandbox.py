@@ -7,9 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response
-from sqlmodel import select
 
-import identity
 from catalog import service
 from common.errors import Denied, DomainError, Invalid
 from gateway.web.render import Web, WebDep, WebRoute, require_signed_in
@@ -199,9 +197,8 @@ _ENT_BLANK = {"code": "", "name": "", "pem": "", "principal_name": ""}
 
 
 def _enterprises(w: Web, *, values: dict[str, str], created: Any = None, error: str | None = None) -> Response:
-    with w.uow() as s:
-        # Listing organisations is not a guarded action yet; only the operator reaches this page (see nav).
-        orgs = s.exec(select(identity.Organisation).where(identity.Organisation.kind == "enterprise")).all()
+    with w.uow(read=True) as s:
+        orgs = onboarding.list_enterprises(s, actor=w.actor)
         rows = [
             {"code": o.code, "name": o.name, "status": o.status, "has_key": bool(o.sm2_public_key_pem)} for o in orgs
         ]

@@ -80,8 +80,9 @@ class Web:
     set_cookies: dict[str, str] = field(default_factory=dict)
 
     @contextmanager
-    def uow(self) -> Iterator[Session]:
-        with unit_of_work(self.state.engine) as s:
+    def uow(self, *, read: bool = False) -> Iterator[Session]:
+        """A unit of work; `read=True` for pages that change nothing but the audit log (no write lock)."""
+        with unit_of_work(self.state.engine, read=read) as s:
             yield s
 
     def t(self, key: str, **kw: Any) -> str:
