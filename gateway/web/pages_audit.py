@@ -53,7 +53,7 @@ def search(w: WebDep, request: Request, before_seq: int | None = None, message: 
         before_seq=before_seq if before_seq and before_seq > 0 else None,
         limit=PAGE,
     )
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         page = service.search_events(s, actor=w.actor, query=q)
         records = list(page.items)
     next_href = None
@@ -104,7 +104,7 @@ def proof_status(rec: Any, proof: dict[str, Any] | None) -> bool:
 @router.get("/audit/alerts", response_class=HTMLResponse)
 def alerts(w: WebDep) -> Response:
     require_signed_in(w)
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         found = service.list_alerts(s, actor=w.actor, limit=200)
     return w.render("alerts.html", alerts=found)
 
@@ -157,7 +157,7 @@ def export(w: WebDep, background: BackgroundTasks) -> Response:
     out = tmp / f"audit-export-{uuid.uuid4().hex[:8]}.zip"
     background.add_task(shutil.rmtree, tmp, True)
     try:
-        with w.uow() as s:
+        with w.uow(read=True) as s:
             service.export_log(s, actor=w.actor, out=out)
     except Exception:
         with contextlib.suppress(OSError):
@@ -169,7 +169,7 @@ def export(w: WebDep, background: BackgroundTasks) -> Response:
 @router.get("/audit/{seq}", response_class=HTMLResponse)
 def record(seq: int, w: WebDep) -> Response:
     require_signed_in(w)
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         rec, proof = service.event(s, actor=w.actor, seq=seq)
         verified = proof_status(rec, proof)
         reasons = json.loads(rec.reasons)

@@ -27,7 +27,7 @@ _FLAGS = {"r": "required", "u": "unique"}
 @router.get("/my/datasets", response_class=HTMLResponse)
 def my_datasets(w: WebDep) -> Response:
     require_signed_in(w)
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         res = search.search(s, actor=w.actor, query=search.SearchQuery(sort="code", size=100_000))
     items = [d for d in res.items if d.owner_org == w.actor.org]
     return w.render("my_datasets.html", items=items)
@@ -122,7 +122,7 @@ async def register(w: WebDep) -> Response:
 @router.get("/datasets/{code}/publish", response_class=HTMLResponse)
 def publish_form(code: str, w: WebDep) -> Response:
     require_signed_in(w)
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         ds = service.read(s, actor=w.actor, code=code)
         if not w.can("dataset:publish", resources.dataset(ds)):
             from common.errors import Denied
@@ -198,7 +198,7 @@ async def publish(code: str, w: WebDep) -> Response:
 
 @router.get("/datasets/{code}/versions", response_class=HTMLResponse)
 def versions(code: str, w: WebDep) -> Response:
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         ds = service.read(s, actor=w.actor, code=code)
         out = service.to_out(ds)
         rows = [service.version_out(v) for v in service.versions(s, actor=w.actor, code=code)]
@@ -214,7 +214,7 @@ def versions(code: str, w: WebDep) -> Response:
 
 @router.get("/datasets/{code}/versions/{number}/quality", response_class=HTMLResponse)
 def quality(code: str, number: int, w: WebDep) -> Response:
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         rep = service.quality(s, actor=w.actor, code=code, number=number)
     q = rep.get("quality") or {}
     return w.render(

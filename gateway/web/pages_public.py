@@ -84,7 +84,7 @@ def _href(params: dict[str, Any]) -> str:
 def home(w: WebDep, request: Request, q: str = "", sort: str = "relevance", page: int = 1) -> Response:
     filters = {k: v for k in FACET_NAMES if (v := request.query_params.get(k))}
     page = max(1, min(page, 10_000))
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         res = search.search(
             s, actor=w.actor, query=search.SearchQuery(q=q[:200], filters=filters, sort=sort, page=page, size=PAGE)
         )
@@ -129,7 +129,7 @@ def _examples(request: Request, code: str) -> list[tuple[str, str]]:
 
 @router.get("/datasets/{code}", response_class=HTMLResponse)
 def dataset(code: str, w: WebDep, request: Request) -> Response:
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         ds = service.read(s, actor=w.actor, code=code)
         out = service.to_out(ds)
         res = resources.dataset(ds)

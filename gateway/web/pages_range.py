@@ -20,7 +20,7 @@ log = logging.getLogger("pdg.web.range")
 @router.get("/range/scenarios", response_class=HTMLResponse)
 def scenario_list(w: WebDep) -> Response:
     require_signed_in(w)
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         items = scenarios.list_scenarios(s, actor=w.actor)
     return w.render("scenarios.html", items=items)
 
@@ -43,7 +43,7 @@ async def switch(scenario_id: str, verb: str, w: WebDep) -> Response:
 @router.get("/range/experiments", response_class=HTMLResponse)
 def experiment_list(w: WebDep) -> Response:
     require_signed_in(w)
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         runs = [service.to_out(r) for r in service.list_runs(s, actor=w.actor)]
     return w.render("experiments.html", runs=runs, samples=list(definition.samples()))
 
@@ -77,7 +77,7 @@ async def start(w: WebDep) -> Response:
 @router.get("/range/experiments/{run_id}", response_class=HTMLResponse)
 def experiment(run_id: str, w: WebDep) -> Response:
     require_signed_in(w)
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         run = service.to_out(service.get(s, actor=w.actor, run_id=run_id))
     return w.render("experiment.html", run=run)
 
@@ -88,7 +88,7 @@ def report_html(run_id: str, w: WebDep) -> Response:
     require_signed_in(w)
     from datarange.html import render
 
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         rep = service.get_report(s, actor=w.actor, run_id=run_id)
     resp = w.finish(HTMLResponse(render(rep)))
     resp.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'"

@@ -26,7 +26,7 @@ def _role(w: Web, *roles: str) -> None:
 @router.get("/requests", response_class=HTMLResponse)
 def request_list(w: WebDep) -> Response:
     _role(w, "department", "operator", "enterprise")
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         mine = to_decide = None
         if w.actor.role in ("department", "operator"):
             to_decide = [requests.to_out(s, r) for r in requests.list_requests(s, actor=w.actor, scope="to_decide")]
@@ -102,7 +102,7 @@ async def request_submit(w: WebDep) -> Response:
 @router.get("/workspaces/{grant_id}", response_class=HTMLResponse)
 def workspace(grant_id: int, w: WebDep, sql: str = "") -> Response:
     _role(w, "enterprise")
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         ws = workspaces.workspace(
             s, actor=w.actor, grant_id=grant_id, keyring=w.state.keyring, data_dir=w.state.data_dir
         )
@@ -137,7 +137,7 @@ async def run(grant_id: int, w: WebDep) -> Response:
 @router.get("/queries/{query_id}", response_class=HTMLResponse)
 def query(query_id: int, w: WebDep) -> Response:
     _role(w, "enterprise")
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         q = queries.to_out(queries.get_query(s, actor=w.actor, query_id=query_id))
     result = q.get("result") if q.get("decision") == "released" else None
     return w.render("query.html", q=q, result=result, can_export=result is not None)
@@ -160,7 +160,7 @@ async def export(query_id: int, w: WebDep) -> Response:
 @router.get("/exports", response_class=HTMLResponse)
 def export_list(w: WebDep) -> Response:
     _role(w, "enterprise", "operator")
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         rows = [exports.to_out(e) for e in exports.list_exports(s, actor=w.actor)]
     key = "nav.exports" if w.actor.role == "enterprise" else "nav.export_review"
     return w.render("exports.html", title_key=key, exports=rows, can_review=w.actor.role == "operator")
@@ -183,7 +183,7 @@ async def review(export_id: int, w: WebDep) -> Response:
 @router.get("/exports/{export_id}/download")
 def download(export_id: int, w: WebDep) -> Response:
     _role(w, "enterprise")
-    with w.uow() as s:
+    with w.uow(read=True) as s:
         e, path = exports.download_export(s, actor=w.actor, export_id=export_id, data_dir=w.state.data_dir)
     return FileResponse(
         path,
