@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from common.errors import NotFound
 from gateway import db, metrics
 from gateway.deps import StateDep
 
@@ -35,7 +36,14 @@ def ready(state: StateDep) -> JSONResponse:
     return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def prometheus() -> Response:
+# Set by every proxy (the Ingress controller always adds X-Forwarded-For); a scrape straight to the pod has none.
+_PROXIED = ("x-forwarded-for", "x-real-ip", "forwarded")
+
+
+@router.get("/metrics", summary="Prometheus metrics (scraped at the pod, not via the proxy)", response_class=Response)
+def prometheus(request: Request, state: StateDep) -> Response:
+    if state.settings.tls_terminated and any(h in request.headers for h in _PROXIED):
+        # Behind the Ingress, /metrics is for the monitoring namespace only (NetworkPolicy), not the public.
+        raise NotFound("no such page; metrics are scraped from the pod, not through the proxy")
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)

@@ -25,3 +25,18 @@ def test_metrics_counts_requests_by_route_template(client):
     client.get("/health")
     text = client.get("/metrics").text
     assert 'pdg_http_requests_total{method="GET",route="/health",status="200"}' in text
+
+
+def test_behind_the_ingress_metrics_are_not_served_through_the_proxy(settings, state):
+    from fastapi.testclient import TestClient
+
+    from gateway.app import create_app
+
+    state.settings = settings.model_copy(update={"tls_terminated": True})
+    with TestClient(create_app(state.settings, state=state), raise_server_exceptions=False) as c:
+        for header in ({"X-Forwarded-For": "203.0.113.9"}, {"X-Real-IP": "203.0.113.9"}, {"Forwarded": "for=x"}):
+            r = c.get("/metrics", headers=header)
+            assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+            assert "pdg_http_requests_total" not in r.text
+        # The monitoring scrape goes to the pod directly: no proxy header.
+        assert "pdg_http_requests_total" in c.get("/metrics").text
