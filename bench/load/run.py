@@ -1,9 +1,11 @@
 """Mixed load on loopback with wrk: catalog search, row pages, downloads, sandbox queries, audit search.
 
 Rising concurrency (10 → 50 → 100 → 200 clients, 15 s each, 60 s in all) against a real `pdg serve`
-(SQLite, 2 workers); per endpoint: requests/s, p50, p99, errors; the server's memory sampled each second.
+(SQLite, or a fresh PostgreSQL database; 2 workers); per endpoint: requests/s, p50, p99, errors; the
+server's memory sampled each second.
 
     .venv/bin/python bench/load/run.py [--stage-seconds 15] [--workers 2] [--out bench/results/load.json]
+                                       [--database sqlite|postgresql]
 
 Needs `wrk` (apt-get install wrk). Not a test: it prints figures, it asserts nothing.
 """
@@ -11,6 +13,7 @@ Needs `wrk` (apt-get install wrk). Not a test: it prints figures, it asserts not
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -53,12 +56,14 @@ def _lua(method: str, headers: dict[str, str], body: str | None) -> str:
     return LUA.format(method=method, body=json.dumps(body) if body else "nil", headers=lines)
 
 
-def setup(tmp: Path, workers: int) -> tuple[Server, dict[str, tuple[str, str, dict[str, str], str | None]]]:
-    """A populated gateway and the five endpoints of the mix (method, path, headers, body)."""
+def setup(
+    tmp: Path, workers: int, url: str | None = None
+) -> tuple[Server, dict[str, tuple[str, str, dict[str, str], str | None]]]:
+    """A populated gateway (SQLite in `tmp`, or the database at `url`) and the five endpoints of the mix."""
     from gateway import db
     from gateway.state import build_state
 
-    url = f"sqlite:///{tmp / 'gateway.db'}"
+    url = url or f"sqlite:///{tmp / 'gateway.db'}"
     engine = db.make_engine(url)
     db.upgrade(engine)
     engine.dispose()
@@ -130,10 +135,15 @@ def _rss_kb(pgid: int) -> int:
     return total
 
 
-def run(stage_seconds: int, workers: int, out: Path | None) -> dict:
-    with tempfile.TemporaryDirectory(prefix="pdg-load-") as d:
-        tmp = Path(d)
-        server, mix = setup(tmp, workers)
+def run(stage_seconds: int, workers: int, out: Path | None, database: str = "sqlite") -> dict:
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pdg-load-")))
+        url = None
+        if database == "postgresql":
+            from tests.scale.cluster import fresh_database
+
+            url = stack.enter_context(fresh_database("pdg_load"))  # dropped afterwards
+        server, mix = setup(tmp, workers, url)
         assert server.proc is not None
         pgid = server.proc.pid
         memory: list[tuple[float, int]] = []
@@ -147,7 +157,7 @@ def run(stage_seconds: int, workers: int, out: Path | None) -> dict:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        results: dict = {"stages": [], "workers": workers, "stage_seconds": stage_seconds}
+        results: dict = {"stages": [], "workers": workers, "stage_seconds": stage_seconds, "database": database}
         try:
             for clients in STAGES:
                 per = max(1, clients // len(mix))
@@ -204,8 +214,11 @@ def main() -> None:
     ap.add_argument("--stage-seconds", type=int, default=15)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("bench/results/load.json"))
+    ap.add_argument(
+        "--database", choices=("sqlite", "postgresql"), default="sqlite", help="postgresql: a fresh DB on 127.0.0.1"
+    )
     a = ap.parse_args()
-    run(a.stage_seconds, a.workers, a.out)
+    run(a.stage_seconds, a.workers, a.out, a.database)
 
 
 if __name__ == "__main__":
