@@ -1,19 +1,23 @@
 """The query service: guard → decide → load granted data → run caged → output control → store → audit.
 
-Three short transactions, none held while the query runs (SQLite takes its write lock at BEGIN):
-1. check the SQL, authorise `workspace:query` on every dataset read, record the query as running;
-2. (no transaction) decrypt the current versions into memory and run the query in the worker process;
+A read of the grant, then three short write transactions, none held while the query runs (SQLite
+takes its write lock at BEGIN):
+0. (read only) parse and check the SQL, plan output control — pure Python, no write lock held;
+1. authorise `workspace:query` on every dataset read, record the query as running;
+2. (no transaction) run the query in a worker process, which decrypts the current versions into memory
+   unless it keeps this grant's view of them warm from an earlier query;
 3. re-read the grant and authorise again — a grant revoked or expired meanwhile refuses the result —
    then apply output control, persist the per-grant budget and the released result, audit the outcome.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +27,15 @@ from sqlmodel import Session, col, select
 from catalog.models import Dataset
 from common import clock
 from common.actor import Actor
-from common.errors import Denied, DomainError, Invalid, NotFound
+from common.errors import Conflict, Denied, DomainError, Invalid, NotFound
 from gmcrypto import sm3
 from policies import vocabulary
 from sandbox import grants, output_control, sqlguard, workspaces
 from sandbox.budget import GrantBudget
 from sandbox.models import Grant, Query
-from sandbox.runner import Limits, ParquetBytes, SandboxRunner, TableSource
+from sandbox.runner import Cached, CacheKey, Limits, ParquetBytes, SandboxRunner, Source
 
-Uow = Callable[[], AbstractContextManager[Session]]
+Uow = Callable[..., AbstractContextManager[Session]]
 # Names in the vocabulary's allowed_functions -> the aggregate names the guard reports.
 _FUNCTIONS = {
     "count": {"count", "count_if"},
@@ -93,6 +97,23 @@ def _is_unique(ds: Dataset, column: str) -> bool:
 
 
 @dataclass
+class _Draft:
+    """The pure-Python part of a query, worked out from a read of the grant before any write transaction:
+    the SQL checked against the granted tables, the columns it reads, and output control's plan."""
+
+    codes: list[str]  # the grant's datasets as read; the write transaction checks they are unchanged
+    names: dict[str, str]
+    digest: str
+    guarded: sqlguard.GuardedQuery | None = None
+    refused: Invalid | None = None  # the guard's refusal, decided and audited in the write transaction
+    plan: output_control.OutputPlan | None = None
+    read: dict[str, list[str]] = field(default_factory=dict)
+    grade: dict[str, int] = field(default_factory=dict)
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    identity: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass
 class _Plan:
     """What transaction 1 worked out for the run."""
 
@@ -109,16 +130,44 @@ class _Plan:
     ctx: Callable[[str], Any]
 
 
-def _prepare(s: Session, actor: Actor, grant_id: int, sql: str) -> _Plan:
+def _draft(s: Session, grant_id: int, sql: str) -> _Draft:
+    """Parse, check and plan `sql` against the grant's datasets (reads only; nothing decided or written)."""
     g = grants.get(s, grant_id)
     datasets = grants.datasets_of(s, g.datasets)
     names = grants.table_names(datasets)
+    d = _Draft(codes=sorted(datasets), names=names, digest=sm3.hexdigest((sql or "").encode()))
     schema = {t: set(grants.fields_of(datasets[c])) for t, c in names.items()}
-    digest = sm3.hexdigest((sql or "").encode())
     try:
         # Checked against every column: the decision point, not a parse error, refuses ungranted ones.
-        guarded = sqlguard.guard(sql, schema)
+        d.guarded = sqlguard.guard(sql, schema)
     except Invalid as exc:
+        d.refused = exc
+        return d
+    used = {names[t] for t in d.guarded.tables}
+    d.read = {c: [] for c in used}
+    for ref in d.guarded.columns_read:
+        table, _, column = ref.partition(".")
+        d.read[names[table]].append(column)
+    d.grade = _output_grades(d.guarded, names, datasets)
+    d.tags = {t: grants.fields_of(datasets[c]) for t, c in names.items() if c in used}
+    d.identity = {t: identity_column(datasets[c]) for t, c in names.items() if c in used}
+    d.plan = output_control.plan_query(
+        d.guarded,
+        rules=output_rules(),
+        identity_column_per_table={t: c for t, c in d.identity.items() if c},
+        field_tags=d.tags,
+        unique_identity=frozenset(t for t, c in d.identity.items() if c and _is_unique(datasets[names[t]], c)),
+    )
+    return d
+
+
+def _prepare(s: Session, actor: Actor, grant_id: int, sql: str, d: _Draft) -> _Plan:
+    """Transaction 1: decide `workspace:query` on every dataset read (audited), record the query row."""
+    g = grants.get(s, grant_id)
+    datasets = grants.datasets_of(s, g.datasets)
+    if sorted(datasets) != d.codes:  # grants never change their datasets; refuse rather than guess
+        raise Conflict(f"grant {grant_id} changed while the query was being checked; run it again")
+    if d.refused is not None or d.guarded is None or d.plan is None:
         with grants.authorized_each(
             s,
             actor,
@@ -130,18 +179,16 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str) -> _Plan:
             purpose=g.purpose,
             grant=g,
         ) as outcome:
-            outcome.update({"stage": "sqlguard", "sql_digest": digest, "refused": exc.detail})
-            raise
-    used = {names[t]: datasets[names[t]] for t in guarded.tables}
-    read: dict[str, list[str]] = {c: [] for c in used}
-    for ref in guarded.columns_read:
-        table, _, column = ref.partition(".")
-        read[names[table]].append(column)
-    grade = _output_grades(guarded, names, datasets)
-    tags = {t: grants.fields_of(datasets[c]) for t, c in names.items() if c in used}
+            exc = d.refused or Invalid("the query could not be checked")
+            outcome.update({"stage": "sqlguard", "sql_digest": d.digest, "refused": exc.detail})
+            raise exc
+    guarded, plan, read, names = d.guarded, d.plan, d.read, d.names
+    used = {c: datasets[c] for c in read}
 
     def ctx(code: str) -> Any:
-        return grants.context(g, columns=[grants.qualified(code, c) for c in read[code]], raw_grade=grade.get(code, 0))
+        return grants.context(
+            g, columns=[grants.qualified(code, c) for c in read[code]], raw_grade=d.grade.get(code, 0)
+        )
 
     with grants.authorized_each(
         s,
@@ -154,14 +201,6 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str) -> _Plan:
         purpose=g.purpose,
         grant=g,
     ) as outcome:
-        identity = {t: identity_column(datasets[c]) for t, c in names.items() if c in used}
-        plan = output_control.plan_query(
-            guarded,
-            rules=output_rules(),
-            identity_column_per_table={t: c for t, c in identity.items() if c},
-            field_tags=tags,
-            unique_identity=frozenset(t for t, c in identity.items() if c and _is_unique(datasets[names[t]], c)),
-        )
         versions = {c: workspaces.current_version(s, ds) for c, ds in used.items()}
         q = Query(
             grant_id=grant_id,
@@ -173,7 +212,7 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str) -> _Plan:
             columns=sorted(grants.qualified(c, x) for c, xs in read.items() for x in xs),
             versions={c: v.number for c, v in versions.items()},
             status="running",
-            output_grade=max(grade.values(), default=0),
+            output_grade=max(d.grade.values(), default=0),
             created_at=clock.now(),
         )
         if plan.sql is None:
@@ -197,7 +236,7 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str) -> _Plan:
         )
         if plan.sql is None:
             outcome.update({"output_control": "refused", "reasons": q.reasons})
-    ids = {t: c for t, c in identity.items() if c}
+    ids = {t: c for t, c in d.identity.items() if c}
     # The identity column is loaded only to count individuals per group; the user's SQL cannot name it
     # unless it was granted (the decision point checked the columns the SQL reads).
     cols = {t: set(read[c]) | ({ids[t]} if t in ids else set()) for t, c in names.items() if c in used}
@@ -211,7 +250,7 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str) -> _Plan:
         names=names,
         columns=cols,
         identity=ids,
-        tags=tags,
+        tags=d.tags,
         ctx=ctx,
     )
 
@@ -246,17 +285,29 @@ def run_query(
     runner: SandboxRunner | None = None,
 ) -> Query:
     """Run `sql` in the grant's workspace; returns the query with output control's decision and reasons."""
+    runner = runner or default_runner()
+    # Parsing and planning need only a read of the grant: done before the write transaction opens, so
+    # SQLite's write lock is held just for the decision, its audit record and the query row.
+    with _read(uow) as s:
+        draft = _draft(s, grant_id, sql)
+        stale = _stale_grants(s, runner, keep=grant_id)
+    if stale:
+        runner.forget_grants(stale)
     with uow() as s:
-        p = _prepare(s, actor, grant_id, sql)
+        p = _prepare(s, actor, grant_id, sql, draft)
     if p.sql is None:
         return p.query
     try:
-        tables: dict[str, TableSource] = {
-            t: ParquetBytes(workspaces.parquet_bytes(p.used[c], p.versions[c], keyring=keyring, data_dir=data_dir))
+        # Decrypted only when the worker does not already hold this grant's view of this version warm.
+        tables: dict[str, Source] = {
+            t: Cached(
+                CacheKey(p.grant.id or 0, c, p.versions[c].number, p.versions[c].content_digest),
+                functools.partial(_decrypted, p.used[c], p.versions[c], keyring, data_dir),
+            )
             for t, c in p.names.items()
             if c in p.used
         }
-        result = (runner or default_runner()).run(p.sql, tables, columns=p.columns, limits=limits)
+        result = runner.run(p.sql, tables, columns=p.columns, limits=limits)
     except DomainError as exc:
         _finish_failed(uow, actor, p, exc)
         raise
@@ -270,6 +321,41 @@ def run_query(
                 q.status, q.reasons, q.finished_at = "denied", [exc.detail], clock.now()
                 s.add(q)
         raise
+
+
+def _read(uow: Uow) -> AbstractContextManager[Session]:
+    """A read unit of work (no write lock) when the caller's factory offers one, as the gateway's does."""
+    try:
+        return uow(read=True)
+    except TypeError:  # a plain `lambda: unit_of_work(engine)`
+        return uow()
+
+
+def _decrypted(ds: Dataset, v: Any, keyring: Any, data_dir: Path) -> ParquetBytes:
+    return ParquetBytes(workspaces.parquet_bytes(ds, v, keyring=keyring, data_dir=data_dir))
+
+
+def _stale_grants(s: Session, runner: Any, *, keep: int) -> set[int]:
+    """Grants some worker keeps warm that are no longer active (revoked or expired, also by another
+    gateway process): their tables are dropped. Never served anyway: every query is decided first."""
+    if not isinstance(runner, SandboxRunner):
+        return set()
+    held = runner.cached_grants() - {keep}
+    if not held:
+        return set()
+    found = s.exec(select(Grant).where(col(Grant.id).in_(sorted(held)))).all()
+    return (held - {g.id for g in found}) | {g.id for g in found if g.id and grants.status(g) != "active"}
+
+
+def forget_grant(grant_id: int) -> None:
+    """Drop a grant's warm tables from this process's runner (called when the grant is revoked)."""
+    with _RUNNER_LOCK:
+        runner = _RUNNER
+    if runner is not None:
+        runner.forget_grants({grant_id})
+
+
+grants.REVOKE_HOOKS.append(forget_grant)
 
 
 def _finish_failed(uow: Uow, actor: Actor, p: _Plan, exc: DomainError) -> None:
