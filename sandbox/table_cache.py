@@ -42,6 +42,8 @@ class TableCache:
             for name in held.column_names:
                 if name not in table.column_names:
                     table = table.append_column(held.field(name), held.column(name))
+        if table.nbytes > self.budget_bytes:
+            return  # would push out everything else and still not fit: used for this job only
         self._entries[key] = table
         while self._entries and self.nbytes > self.budget_bytes:
             self._entries.popitem(last=False)
