@@ -82,28 +82,72 @@ def _table(source: dict[str, Any], cache: TableCache | None) -> Any | None:
     return table
 
 
-def run_job(job: dict[str, Any], cache: TableCache | None = None) -> tuple[str, Any]:
+def _open(threads: int, memory_mb: int) -> Any:
+    """A new, empty in-memory DuckDB database with the job's limits, locked down before any table is added."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(f"SET threads = {int(threads)}")
+        con.execute(f"SET memory_limit = '{int(memory_mb)}MB'")
+        con.execute("SET max_temp_directory_size = '0B'")  # no spilling to disk
+        for stmt in _LOCKDOWN:
+            con.execute(stmt)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+class Databases:
+    """One fresh DuckDB database per job. Opening one (tens of ms) is done while the worker waits for its
+    next job, with the last job's limits; a used database is closed after its reply has been sent."""
+
+    def __init__(self) -> None:
+        self._spare: tuple[tuple[int, int], Any] | None = None
+        self._used: list[Any] = []
+
+    def take(self, threads: int, memory_mb: int) -> Any:
+        spare, self._spare = self._spare, None
+        if spare is not None and spare[0] == (threads, memory_mb):
+            con = spare[1]
+        else:
+            if spare is not None:
+                spare[1].close()
+            con = _open(threads, memory_mb)
+        self._used.append(con)
+        return con
+
+    def close_used(self) -> None:
+        while self._used:
+            self._used.pop().close()
+
+    def tidy(self, threads: int, memory_mb: int) -> None:
+        """Close the used databases and open the next one (between jobs)."""
+        self.close_used()
+        if self._spare is None:
+            self._spare = ((threads, memory_mb), _open(threads, memory_mb))
+
+
+def run_job(job: dict[str, Any], cache: TableCache | None = None, dbs: Databases | None = None) -> tuple[str, Any]:
     """Run one job; return ("ok", payload), ("miss", table name) or (error kind, safe message)."""
     import duckdb
     import pyarrow as pa
 
     limits = job["limits"]
     started = time.perf_counter()
-    con = duckdb.connect(":memory:")
+    own = dbs is None
+    dbs = dbs or Databases()
     timer: threading.Timer | None = None
     try:
-        con.execute(f"SET threads = {int(limits['threads'])}")
-        con.execute(f"SET memory_limit = '{int(limits['memory_mb'])}MB'")
-        con.execute("SET max_temp_directory_size = '0B'")  # no spilling to disk
+        con = dbs.take(int(limits["threads"]), int(limits["memory_mb"]))
         scanned = 0
         for name, source in job["tables"].items():
             table = _table(source, cache)
             if table is None:
                 return _MISS, name
             scanned += table.num_rows
-            con.register(name, table)
-        for stmt in _LOCKDOWN:
-            con.execute(stmt)
+            con.register(name, table)  # an Arrow table, read in place (no copy)
         loaded_ms = (time.perf_counter() - started) * 1000
         timer = threading.Timer(limits["timeout_s"], con.interrupt)
         timer.daemon = True
@@ -145,13 +189,15 @@ def run_job(job: dict[str, Any], cache: TableCache | None = None) -> tuple[str, 
     finally:
         if timer is not None:
             timer.cancel()
-        con.close()
+        if own:
+            dbs.close_used()
 
 
 def serve(conn: Any, address_space_mb: int, cache_mb: int = 0) -> None:
     """Worker main loop: take jobs (or ("drop", grant ids)) from the pipe until it closes or says stop."""
     _limit_process(address_space_mb)
     cache = TableCache(cache_mb * 1024 * 1024)
+    dbs = Databases()
     import duckdb  # noqa: F401  (import once, so the first job is not slower than the rest)
     import pyarrow.parquet  # noqa: F401
 
@@ -168,10 +214,14 @@ def serve(conn: Any, address_space_mb: int, cache_mb: int = 0) -> None:
             conn.send(("dropped", None, cache.listing()))
             continue
         try:
-            reply = run_job(job, cache)
+            reply = run_job(job, cache, dbs)
         except MemoryError:
             cache.drop_grants({k[0] for k, _ in cache.listing()})  # give the memory back before anything else
             reply = ("memory", "the query needed more memory than the worker may use")
         except Exception as e:  # a bug or an odd input must not end the worker loop
             reply = ("query", f"the sandbox could not run the query ({type(e).__name__})")
         conn.send((*reply, cache.listing()))
+        try:
+            dbs.tidy(int(job["limits"]["threads"]), int(job["limits"]["memory_mb"]))
+        except Exception:
+            dbs.close_used()

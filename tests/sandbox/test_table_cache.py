@@ -110,3 +110,10 @@ def test_worker_cache_evicts_least_recently_used_within_budget(population) -> No
     assert cache.nbytes <= cache.budget_bytes
     cache.put((9, "ds", 1, "d"), pa.concat_tables([t] * 3))  # larger than the whole budget: not kept
     assert [k[0] for k, _ in cache.listing()] == [1, 3]
+
+
+def test_each_job_gets_a_fresh_database_that_holds_none_of_the_last_jobs_tables(warm_runner, population) -> None:
+    _count(warm_runner, _key(1), Loader(population))
+    with pytest.raises(Invalid, match="Catalog"):
+        warm_runner.run(COUNT, {})  # the database opened between jobs is empty, whatever the worker holds
+    assert warm_runner.run("select current_setting('threads') as t", {}).rows == [{"t": 1}]
