@@ -24,7 +24,7 @@ from sandbox.runner import Cached, CacheKey, Limits, ParquetBytes, SandboxRunner
 from sandbox.sqlguard import guard
 
 ROWS = 1_000_000
-REPEATS = 5
+REPEATS = 7
 QUERIES = {
     "count by district and age band": (
         "select district_code, (2025 - year(birth_date)) // 10 * 10 as age_band, count(*) as n "
@@ -160,26 +160,26 @@ def main() -> None:
         runner.warm_up()
         grants = itertools.count(1000)
         for label, sql in QUERIES.items():
-            plain(paths, sql)
-            base = statistics.median(plain(paths, sql) for _ in range(REPEATS))
-            in_memory(mem, sql)
-            ref = statistics.median(in_memory(mem, sql) for _ in range(REPEATS))
-            for path in ("cold", "warm"):
-                runs = []
-                warm_grant = next(grants)
-                sandboxed(runner, files, warm_grant, sql)  # warm: the workspace's earlier query; cold: a dry run
-                for _ in range(REPEATS):
-                    grant = warm_grant if path == "warm" else next(grants)  # cold: a grant the worker never saw
-                    runs.append(sandboxed(runner, files, grant, sql))
-                    if path == "cold":
-                        runner.forget_grants({grant})
-                runner.forget_grants({warm_grant})
-                tot = statistics.median(r[0] for r in runs)
-                parts = {k: statistics.median(r[1][k] for r in runs) for k in runs[0][1]}
+            # Interleaved (peer, cold, warm, in-memory reference in each round) so a busy host weighs on all alike.
+            warm_grant = next(grants)
+            plain(paths, sql), in_memory(mem, sql), sandboxed(runner, files, warm_grant, sql)  # warm-ups
+            base, ref, runs = [], [], {"cold": [], "warm": []}
+            for _ in range(REPEATS):
+                base.append(plain(paths, sql))
+                cold_grant = next(grants)  # a grant the worker never saw: decrypt, send, decode
+                runs["cold"].append(sandboxed(runner, files, cold_grant, sql))
+                runner.forget_grants({cold_grant})
+                runs["warm"].append(sandboxed(runner, files, warm_grant, sql))  # the workspace's next query
+                ref.append(in_memory(mem, sql))
+            runner.forget_grants({warm_grant})
+            b, r = statistics.median(base), statistics.median(ref)
+            for path, rs in runs.items():
+                tot = statistics.median(x[0] for x in rs)
+                parts = {k: statistics.median(x[1][k] for x in rs) for k in rs[0][1]}
                 rows.append(
-                    f"| {label} | {path} | {base * 1000:.0f} | {tot * 1000:.0f} | **{tot / base:.2f}x** | "
+                    f"| {label} | {path} | {b * 1000:.0f} | {tot * 1000:.0f} | **{tot / b:.2f}x** | "
                     f"{parts['guard'] * 1000:.0f} | {parts['decrypt'] * 1000:.0f} | {parts['worker'] * 1000:.0f} | "
-                    f"{parts['duckdb'] * 1000:.0f} | {parts['check'] * 1000:.1f} | {ref * 1000:.0f} |"
+                    f"{parts['duckdb'] * 1000:.0f} | {parts['check'] * 1000:.1f} | {r * 1000:.0f} |"
                 )
                 print(rows[-1], flush=True)
     load_after = os.getloadavg()[0]
@@ -187,7 +187,8 @@ def main() -> None:
         "# Sandbox benchmark",
         "",
         f"{ROWS:,} population rows, {ROWS // 2:,} certificates, both SM4-GCM encrypted at rest; median of "
-        f"{REPEATS} runs; plain DuckDB on the same plaintext Parquet measured in the same run; 2 DuckDB "
+        f"{REPEATS} rounds, each running the peer, a cold and a warm sandbox query and the in-memory reference "
+        "in turn; plain DuckDB reads the same plaintext Parquet; 2 DuckDB "
         f"threads on both sides; 1-min load average {load_before:.2f} before, {load_after:.2f} after.",
         "",
         "- **cold**: the first query of a grant — decrypt the versions into memory, send them to the caged",
