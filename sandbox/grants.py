@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from typing import Any
@@ -26,6 +26,9 @@ from sandbox.models import AccessRequest, Grant
 
 PSEUDONYM_KEY_BYTES = 16
 MAX_REASON = 500
+# Called with a grant's id when it is revoked (the query service drops the grant's warm tables). Only
+# memory is at stake: a revoked grant is refused at the decision point whatever a worker still holds.
+REVOKE_HOOKS: list[Callable[[int], None]] = []
 
 
 def get(session: Session, grant_id: int, *, for_update: bool = False) -> Grant:
@@ -318,6 +321,8 @@ def revoke(session: Session, *, actor: Actor, grant_id: int, reason: str) -> Gra
                 req.updated_at = now
                 session.add(req)
         outcome.update({"grant": grant_id, "org": g.org, "revoked": True})
+    for hook in REVOKE_HOOKS:
+        hook(grant_id)
     return g
 
 

@@ -1,18 +1,20 @@
 """The query service: guard → decide → load granted data → run caged → output control → store → audit.
 
-Two short write transactions, none held while the query runs or while Python parses, plans or checks
-(SQLite takes its write lock at BEGIN, and every other writer of the process waits on it):
-0. (read) parse, guard and plan the SQL against the granted datasets;
+A read of the grant, then three short write transactions, none held while the query runs (SQLite
+takes its write lock at BEGIN):
+0. (read only) parse and check the SQL, plan output control — pure Python, no write lock held;
 1. authorise `workspace:query` on every dataset read, record the query as running;
-2. (no transaction) decrypt the current versions into memory and run the query in the worker process,
-   then apply output control against the grant's budget as last read;
+2. (no transaction) run the query in a worker process, which decrypts the current versions into memory
+   unless it keeps this grant's view of them warm from an earlier query;
+   then (read only) apply output control against the grant's budget as last read;
 3. re-read the grant and authorise again — a grant revoked or expired meanwhile refuses the result —
-   persist the budget (output control is re-done here if another query moved it) and the released
-   result, audit the outcome.
+   persist the budget (output control is re-done here if another query of the grant moved it meanwhile)
+   and the released result, audit the outcome.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Callable
@@ -27,15 +29,15 @@ from sqlmodel import Session, col, select
 from catalog.models import Dataset
 from common import clock
 from common.actor import Actor
-from common.errors import Denied, DomainError, Invalid, NotFound
+from common.errors import Conflict, Denied, DomainError, Invalid, NotFound
 from gmcrypto import sm3
 from policies import vocabulary
 from sandbox import grants, output_control, sqlguard, workspaces
 from sandbox.budget import GrantBudget
 from sandbox.models import Grant, Query
-from sandbox.runner import Limits, ParquetBytes, SandboxRunner, TableSource
+from sandbox.runner import Cached, CacheKey, Limits, ParquetBytes, SandboxRunner, Source
 
-Uow = Callable[[], AbstractContextManager[Session]]
+Uow = Callable[..., AbstractContextManager[Session]]
 # Names in the vocabulary's allowed_functions -> the aggregate names the guard reports.
 _FUNCTIONS = {
     "count": {"count", "count_if"},
@@ -98,17 +100,19 @@ def _is_unique(ds: Dataset, column: str) -> bool:
 
 @dataclass
 class _Draft:
-    """What the SQL needs, worked out from a read of the grant and its datasets (no lock held)."""
+    """The pure-Python part of a query, worked out from a read of the grant before any write transaction:
+    the SQL checked against the granted tables, the columns it reads, and output control's plan."""
 
-    schema: dict[str, set[str]]
+    codes: list[str]  # the grant's datasets as read; the write transaction checks they are unchanged
     names: dict[str, str]
-    guarded: sqlguard.GuardedQuery | None
-    refused: Invalid | None = None
+    digest: str
+    guarded: sqlguard.GuardedQuery | None = None
+    refused: Invalid | None = None  # the guard's refusal, decided and audited in the write transaction
+    plan: output_control.OutputPlan | None = None
     read: dict[str, list[str]] = field(default_factory=dict)
     grade: dict[str, int] = field(default_factory=dict)
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
     identity: dict[str, str | None] = field(default_factory=dict)
-    plan: output_control.OutputPlan | None = None
 
 
 @dataclass
@@ -128,47 +132,44 @@ class _Plan:
     ctx: Callable[[str], Any]
 
 
-def _schema_of(datasets: dict[str, Dataset]) -> tuple[dict[str, str], dict[str, set[str]]]:
-    names = grants.table_names(datasets)
-    return names, {t: set(grants.fields_of(datasets[c])) for t, c in names.items()}
-
-
-def _draft(datasets: dict[str, Dataset], sql: str) -> _Draft:
-    """Parse, guard and plan `sql` against the granted datasets: pure work, done before any write lock."""
-    names, schema = _schema_of(datasets)
-    try:
-        # Checked against every column: the decision point, not a parse error, refuses ungranted ones.
-        guarded = sqlguard.guard(sql, schema)
-    except Invalid as exc:
-        return _Draft(schema=schema, names=names, guarded=None, refused=exc)
-    used = {names[t]: datasets[names[t]] for t in guarded.tables}
-    read: dict[str, list[str]] = {c: [] for c in used}
-    for ref in guarded.columns_read:
-        table, _, column = ref.partition(".")
-        read[names[table]].append(column)
-    tags = {t: grants.fields_of(datasets[c]) for t, c in names.items() if c in used}
-    identity = {t: identity_column(datasets[c]) for t, c in names.items() if c in used}
-    plan = output_control.plan_query(
-        guarded,
-        rules=output_rules(),
-        identity_column_per_table={t: c for t, c in identity.items() if c},
-        field_tags=tags,
-        unique_identity=frozenset(t for t, c in identity.items() if c and _is_unique(datasets[names[t]], c)),
-    )
-    grade = _output_grades(guarded, names, datasets)
-    return _Draft(schema, names, guarded, None, read, grade, tags, identity, plan)
-
-
-def _prepare(s: Session, actor: Actor, grant_id: int, sql: str, draft: _Draft | None) -> _Plan:
-    """Transaction 1 (short): decide on every dataset read and record the query as running."""
+def _draft(s: Session, grant_id: int, sql: str) -> _Draft:
+    """Parse, check and plan `sql` against the grant's datasets (reads only; nothing decided or written)."""
     g = grants.get(s, grant_id)
     datasets = grants.datasets_of(s, g.datasets)
-    if draft is None or _schema_of(datasets) != (draft.names, draft.schema):
-        draft = _draft(datasets, sql)  # the grant or a schema changed since the read: plan again
-    names = draft.names
-    digest = sm3.hexdigest((sql or "").encode())
-    if draft.guarded is None:
-        assert draft.refused is not None
+    names = grants.table_names(datasets)
+    d = _Draft(codes=sorted(datasets), names=names, digest=sm3.hexdigest((sql or "").encode()))
+    schema = {t: set(grants.fields_of(datasets[c])) for t, c in names.items()}
+    try:
+        # Checked against every column: the decision point, not a parse error, refuses ungranted ones.
+        d.guarded = sqlguard.guard(sql, schema)
+    except Invalid as exc:
+        d.refused = exc
+        return d
+    used = {names[t] for t in d.guarded.tables}
+    d.read = {c: [] for c in used}
+    for ref in d.guarded.columns_read:
+        table, _, column = ref.partition(".")
+        d.read[names[table]].append(column)
+    d.grade = _output_grades(d.guarded, names, datasets)
+    d.tags = {t: grants.fields_of(datasets[c]) for t, c in names.items() if c in used}
+    d.identity = {t: identity_column(datasets[c]) for t, c in names.items() if c in used}
+    d.plan = output_control.plan_query(
+        d.guarded,
+        rules=output_rules(),
+        identity_column_per_table={t: c for t, c in d.identity.items() if c},
+        field_tags=d.tags,
+        unique_identity=frozenset(t for t, c in d.identity.items() if c and _is_unique(datasets[names[t]], c)),
+    )
+    return d
+
+
+def _prepare(s: Session, actor: Actor, grant_id: int, sql: str, d: _Draft) -> _Plan:
+    """Transaction 1: decide `workspace:query` on every dataset read (audited), record the query row."""
+    g = grants.get(s, grant_id)
+    datasets = grants.datasets_of(s, g.datasets)
+    if sorted(datasets) != d.codes:  # grants never change their datasets; refuse rather than guess
+        raise Conflict(f"grant {grant_id} changed while the query was being checked; run it again")
+    if d.refused is not None or d.guarded is None or d.plan is None:
         with grants.authorized_each(
             s,
             actor,
@@ -180,15 +181,16 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str, draft: _Draft | 
             purpose=g.purpose,
             grant=g,
         ) as outcome:
-            outcome.update({"stage": "sqlguard", "sql_digest": digest, "refused": draft.refused.detail})
-            raise draft.refused
-    guarded, read, grade, identity, tags = draft.guarded, draft.read, draft.grade, draft.identity, draft.tags
-    plan = draft.plan
-    assert plan is not None
-    used = {names[t]: datasets[names[t]] for t in guarded.tables}
+            exc = d.refused or Invalid("the query could not be checked")
+            outcome.update({"stage": "sqlguard", "sql_digest": d.digest, "refused": exc.detail})
+            raise exc
+    guarded, plan, read, names = d.guarded, d.plan, d.read, d.names
+    used = {c: datasets[c] for c in read}
 
     def ctx(code: str) -> Any:
-        return grants.context(g, columns=[grants.qualified(code, c) for c in read[code]], raw_grade=grade.get(code, 0))
+        return grants.context(
+            g, columns=[grants.qualified(code, c) for c in read[code]], raw_grade=d.grade.get(code, 0)
+        )
 
     with grants.authorized_each(
         s,
@@ -212,7 +214,7 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str, draft: _Draft | 
             columns=sorted(grants.qualified(c, x) for c, xs in read.items() for x in xs),
             versions={c: v.number for c, v in versions.items()},
             status="running",
-            output_grade=max(grade.values(), default=0),
+            output_grade=max(d.grade.values(), default=0),
             created_at=clock.now(),
         )
         if plan.sql is None:
@@ -236,7 +238,7 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str, draft: _Draft | 
         )
         if plan.sql is None:
             outcome.update({"output_control": "refused", "reasons": q.reasons})
-    ids = {t: c for t, c in identity.items() if c}
+    ids = {t: c for t, c in d.identity.items() if c}
     # The identity column is loaded only to count individuals per group; the user's SQL cannot name it
     # unless it was granted (the decision point checked the columns the SQL reads).
     cols = {t: set(read[c]) | ({ids[t]} if t in ids else set()) for t, c in names.items() if c in used}
@@ -250,7 +252,7 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str, draft: _Draft | 
         names=names,
         columns=cols,
         identity=ids,
-        tags=tags,
+        tags=d.tags,
         ctx=ctx,
     )
 
@@ -283,32 +285,35 @@ def run_query(
     data_dir: Path,
     limits: Limits | None = None,
     runner: SandboxRunner | None = None,
-    read_uow: Uow | None = None,
 ) -> Query:
-    """Run `sql` in the grant's workspace; returns the query with output control's decision and reasons.
-
-    `read_uow` opens a unit of work without the write lock (the gateway's read transactions): parsing,
-    planning and output control run there or outside any transaction, so the write transactions
-    hold the lock only for their few statements.
-    """
-    with (read_uow or uow)() as s:
-        g = grants.get(s, grant_id)
-        draft = _draft(grants.datasets_of(s, g.datasets), sql)
+    """Run `sql` in the grant's workspace; returns the query with output control's decision and reasons."""
+    runner = runner or default_runner()
+    # Parsing and planning need only a read of the grant: done before the write transaction opens, so
+    # SQLite's write lock is held just for the decision, its audit record and the query row.
+    with _read(uow) as s:
+        draft = _draft(s, grant_id, sql)
+        stale = _stale_grants(s, runner, keep=grant_id)
+    if stale:
+        runner.forget_grants(stale)
     with uow() as s:
         p = _prepare(s, actor, grant_id, sql, draft)
     if p.sql is None:
         return p.query
     try:
-        tables: dict[str, TableSource] = {
-            t: ParquetBytes(workspaces.parquet_bytes(p.used[c], p.versions[c], keyring=keyring, data_dir=data_dir))
+        # Decrypted only when the worker does not already hold this grant's view of this version warm.
+        tables: dict[str, Source] = {
+            t: Cached(
+                CacheKey(p.grant.id or 0, c, p.versions[c].number, p.versions[c].content_digest),
+                functools.partial(_decrypted, p.used[c], p.versions[c], keyring, data_dir),
+            )
             for t, c in p.names.items()
             if c in p.used
         }
-        result = (runner or default_runner()).run(p.sql, tables, columns=p.columns, limits=limits)
+        result = runner.run(p.sql, tables, columns=p.columns, limits=limits)
     except DomainError as exc:
         _finish_failed(uow, actor, p, exc)
         raise
-    with (read_uow or uow)() as s:
+    with _read(uow) as s:
         seen = grants.get(s, grant_id).budget
     checked = _check(p, result, seen)  # output control on the budget as read; re-done if it moved meanwhile
     try:
@@ -335,6 +340,7 @@ class _Checked:
 
 
 def _check(p: _Plan, result: Any, budget_before: dict[str, Any] | None) -> _Checked:
+    """Output control outside any transaction: pure work on the result and a copy of the budget."""
     budget = GrantBudget.from_dict(budget_before or grants.default_budget())
     decision = output_control.check_output(
         result,
@@ -347,6 +353,41 @@ def _check(p: _Plan, result: Any, budget_before: dict[str, Any] | None) -> _Chec
     released = decision.released and decision.table is not None
     table_json = _table_json(decision.table) if released and decision.table is not None else None
     return _Checked(budget_before, decision, budget, budget.to_dict(), table_json)
+
+
+def _read(uow: Uow) -> AbstractContextManager[Session]:
+    """A read unit of work (no write lock) when the caller's factory offers one, as the gateway's does."""
+    try:
+        return uow(read=True)
+    except TypeError:  # a plain `lambda: unit_of_work(engine)`
+        return uow()
+
+
+def _decrypted(ds: Dataset, v: Any, keyring: Any, data_dir: Path) -> ParquetBytes:
+    return ParquetBytes(workspaces.parquet_bytes(ds, v, keyring=keyring, data_dir=data_dir))
+
+
+def _stale_grants(s: Session, runner: Any, *, keep: int) -> set[int]:
+    """Grants some worker keeps warm that are no longer active (revoked or expired, also by another
+    gateway process): their tables are dropped. Never served anyway: every query is decided first."""
+    if not isinstance(runner, SandboxRunner):
+        return set()
+    held = runner.cached_grants() - {keep}
+    if not held:
+        return set()
+    found = s.exec(select(Grant).where(col(Grant.id).in_(sorted(held)))).all()
+    return (held - {g.id for g in found}) | {g.id for g in found if g.id and grants.status(g) != "active"}
+
+
+def forget_grant(grant_id: int) -> None:
+    """Drop a grant's warm tables from this process's runner (called when the grant is revoked)."""
+    with _RUNNER_LOCK:
+        runner = _RUNNER
+    if runner is not None:
+        runner.forget_grants({grant_id})
+
+
+grants.REVOKE_HOOKS.append(forget_grant)
 
 
 def _finish_failed(uow: Uow, actor: Actor, p: _Plan, exc: DomainError) -> None:

@@ -1,13 +1,19 @@
-"""Query runner: runs guarded SQL in a separate, resource-limited worker process and returns Arrow results."""
+"""Query runner: runs guarded SQL in a separate, resource-limited worker process and returns Arrow results.
+
+Workers keep decoded tables warm between queries (`Cached` sources, sandbox.table_cache). The runner
+mirrors what each worker holds, sends a query to the idle worker that holds most of its tables, and
+loads (decrypts) a table only when that worker lacks it. A grant that is forgotten (revoked, expired)
+is dropped from every worker and never cached again by this runner.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
 import os
-import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +64,30 @@ TableSource = ParquetFile | ParquetBytes
 
 
 @dataclass(frozen=True)
+class CacheKey:
+    """What a warm table is kept under: one grant's view of one published version of one dataset."""
+
+    grant_id: int
+    dataset: str
+    version: int
+    digest: str  # the version's content digest: a republished version never matches an old entry
+
+    def astuple(self) -> tuple[int, str, int, str]:
+        return (self.grant_id, self.dataset, self.version, self.digest)
+
+
+@dataclass(frozen=True)
+class Cached:
+    """A table the worker may keep decoded; `load` (e.g. decrypt into memory) is called only on a miss."""
+
+    key: CacheKey
+    load: Callable[[], TableSource] = field(repr=False, compare=False)
+
+
+Source = TableSource | Cached
+
+
+@dataclass(frozen=True)
 class Limits:
     """Per-query limits: wall clock, DuckDB memory and threads, row cap, worker address space."""
 
@@ -96,11 +126,14 @@ START_TIMEOUT_S = 60.0
 class _Worker:
     """One spawned worker process and the parent's end of its pipe."""
 
-    def __init__(self, address_space_mb: int) -> None:
+    def __init__(self, address_space_mb: int, cache_mb: int = 0) -> None:
         ctx = multiprocessing.get_context("spawn")  # no fork: the worker inherits no parent state
         self.conn, child = ctx.Pipe(duplex=True)
         self.address_space_mb = address_space_mb
-        self.process = ctx.Process(target=worker.serve, args=(child, address_space_mb), daemon=True)
+        # The worker's own report of its warm tables (key -> columns), refreshed with every reply.
+        self.cached: dict[tuple[int, str, int, str], frozenset[str]] = {}
+        self.pending_drop: set[int] = set()  # grants to drop before this (busy) worker is reused
+        self.process = ctx.Process(target=worker.serve, args=(child, address_space_mb, cache_mb), daemon=True)
         self.process.start()
         child.close()
 
@@ -124,6 +157,25 @@ class _Worker:
         self.process.join(5)
         self.conn.close()
 
+    def holds(self, key: tuple[int, str, int, str], columns: set[str]) -> bool:
+        return columns <= self.cached.get(key, frozenset())
+
+    def note(self, listing: list[Any] | None) -> None:
+        if listing is not None:
+            self.cached = {tuple(k): frozenset(cols) for k, cols in listing}
+
+    def drop(self, grant_ids: set[int], timeout: float = 5.0) -> bool:
+        """Ask the (idle) worker to drop these grants' tables; False if it did not answer."""
+        try:
+            self.conn.send(("drop", sorted(grant_ids)))
+            if not self.conn.poll(timeout):
+                return False
+            self.note(self.conn.recv()[2])
+        except (EOFError, OSError):
+            return False
+        self.pending_drop -= grant_ids
+        return True
+
     def stop(self) -> None:
         with contextlib.suppress(OSError):
             self.conn.send(None)
@@ -134,10 +186,12 @@ class _Worker:
 class SandboxRunner:
     """A small pool of warm workers; each query runs in one, a worker that misbehaves is replaced."""
 
-    def __init__(self, limits: Limits | None = None, *, pool_size: int = 1) -> None:
+    def __init__(self, limits: Limits | None = None, *, pool_size: int = 1, cache_mb: int = 512) -> None:
         self.limits = limits or Limits()
-        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._idle: list[_Worker] = []  # guarded by _lock
         self.pool_size = pool_size
+        self.cache_mb = cache_mb  # per worker; 0 keeps nothing warm
+        self._forgotten: set[int] = set()  # grants never cached again (revoked, expired)
         self._slots = threading.BoundedSemaphore(pool_size)
         self._lock = threading.Lock()
         self._all: set[_Worker] = set()
@@ -152,17 +206,43 @@ class SandboxRunner:
     def warm_up(self) -> None:
         """Start one worker now, so the first query does not pay for the process start."""
         with self._slots:
-            self._idle.put(self._take())
+            self._give_back(self._take({}))
 
     def worker_pids(self) -> list[int]:
         """Process ids of live workers (for operators and tests)."""
         with self._lock:
             return [w.process.pid for w in self._all if w.alive and w.process.pid]
 
+    def cached_grants(self) -> set[int]:
+        """Grants whose tables some worker keeps warm (as the workers last reported)."""
+        with self._lock:
+            return {k[0] for w in self._all for k in w.cached}
+
+    def cached_keys(self) -> set[tuple[int, str, int, str]]:
+        with self._lock:
+            return {k for w in self._all for k in w.cached}
+
+    def forget_grants(self, grant_ids: set[int]) -> None:
+        """Drop these grants' warm tables from every worker now (a busy one: before its next use) and never
+        cache them again. Serving is refused by the decision point anyway; this frees the memory."""
+        if not grant_ids:
+            return
+        with self._lock:
+            self._forgotten |= set(grant_ids)
+            for w in list(self._all):
+                if grant_ids & {k[0] for k in w.cached}:
+                    w.pending_drop |= grant_ids
+            idle = [w for w in self._idle if w.pending_drop]
+            for w in idle:
+                if not w.drop(set(w.pending_drop)):
+                    self._idle.remove(w)
+                    self._all.discard(w)
+                    w.kill()
+
     def run(
         self,
         sql: str,
-        tables: dict[str, TableSource],
+        tables: dict[str, Source],
         *,
         columns: dict[str, set[str]] | None = None,
         limits: Limits | None = None,
@@ -171,15 +251,10 @@ class SandboxRunner:
         if self._closed:
             raise RuntimeError("runner is closed")
         lim = limits or self.limits
-        job = {
-            "sql": sql,
-            "tables": {name: _source(name, src, columns) for name, src in tables.items()},
-            "limits": {
-                "timeout_s": lim.timeout_s,
-                "memory_mb": lim.memory_mb,
-                "threads": lim.threads,
-                "max_rows": lim.max_rows,
-            },
+        wanted = {
+            src.key.astuple(): set(columns[name])
+            for name, src in tables.items()
+            if isinstance(src, Cached) and columns is not None and name in columns
         }
         started = time.perf_counter()
         if not self._slots.acquire(timeout=ADMISSION_WAIT_S):
@@ -187,19 +262,25 @@ class SandboxRunner:
                 f"all {self.pool_size} sandbox workers stayed busy for {ADMISSION_WAIT_S:.0f} s; retry shortly"
             )
         try:
-            w = self._take()
-            healthy = False
+            w = self._take(wanted)
+            healthy = True
             try:
+                job = self._job(w, sql, tables, columns, lim)  # loads (decrypts) what w lacks
+                healthy = False
                 reply = self._call(w, job, lim)
-                healthy = True
+                if reply[0] == "miss":  # the mirror was out of date: send every table's data once
+                    reply = self._call(w, self._job(w, sql, tables, columns, lim, load_all=True), lim)
+                healthy = reply[0] not in ("killed", "crashed")
+                if healthy:
+                    self._settle(w, reply[2])
             finally:
                 if healthy and w.alive:
-                    self._idle.put(w)
+                    self._give_back(w)
                 else:
                     self._discard(w)
         finally:
             self._slots.release()
-        kind, payload = reply
+        kind, payload = reply[0], reply[1]
         if kind != "ok":
             raise _error(kind, payload, lim)
         table = pa.ipc.open_stream(payload["ipc"]).read_all()
@@ -220,19 +301,69 @@ class SandboxRunner:
         for w in workers:
             w.stop()
 
-    def _take(self) -> _Worker:
+    def _take(self, wanted: dict[tuple[int, str, int, str], set[str]]) -> _Worker:
+        """The idle worker holding most of the wanted tables warm, else a fresh one."""
         while True:
-            try:
-                w = self._idle.get_nowait()
-            except queue.Empty:
-                w = _Worker(self.limits.address_space_mb)
+            with self._lock:
+                best = max(self._idle, key=lambda w: sum(w.holds(k, c) for k, c in wanted.items()), default=None)
+                if best is not None:
+                    self._idle.remove(best)
+            if best is None:
+                w = _Worker(self.limits.address_space_mb, self.cache_mb)
                 with self._lock:
                     self._all.add(w)
                 w.wait_ready()
                 return w
-            if w.alive:
-                return w
-            self._discard(w)
+            if best.alive:
+                return best
+            self._discard(best)
+
+    def _give_back(self, w: _Worker) -> None:
+        with self._lock:
+            self._idle.append(w)
+
+    def _settle(self, w: _Worker, listing: list[Any] | None) -> None:
+        """Take the worker's report; drop what was forgotten while it ran (it may have just cached it)."""
+        w.note(listing)
+        with self._lock:
+            stale = (self._forgotten & {k[0] for k in w.cached}) | w.pending_drop
+        if stale and not w.drop(stale):
+            w.kill()
+
+    def _job(
+        self,
+        w: _Worker,
+        sql: str,
+        tables: dict[str, Source],
+        columns: dict[str, set[str]] | None,
+        lim: Limits,
+        *,
+        load_all: bool = False,
+    ) -> dict[str, Any]:
+        with self._lock:
+            forgotten = set(self._forgotten)
+        out: dict[str, Any] = {}
+        for name, src in tables.items():
+            cols = sorted(columns[name]) if columns is not None and name in columns else None
+            if not isinstance(src, Cached):
+                out[name] = _source(name, src, cols)
+                continue
+            if src.key.grant_id in forgotten or cols is None or self.cache_mb <= 0:
+                out[name] = _source(name, src.load(), cols)  # used once, never kept
+            elif not load_all and w.holds(src.key.astuple(), set(cols)):
+                out[name] = {"key": src.key.astuple(), "columns": cols}
+            else:
+                out[name] = {**_source(name, src.load(), cols), "key": src.key.astuple(), "store": True}
+        return {
+            "sql": sql,
+            "tables": out,
+            "limits": {
+                "timeout_s": lim.timeout_s,
+                "memory_mb": lim.memory_mb,
+                "threads": lim.threads,
+                "max_rows": lim.max_rows,
+            },
+        }
 
     def _discard(self, w: _Worker) -> None:
         with self._lock:
@@ -255,7 +386,8 @@ class SandboxRunner:
 def _load_allowance(job: dict[str, Any]) -> float:
     """Extra seconds to load the tables before the query's own clock starts (about 1 s per 100 MB)."""
     size = sum(
-        len(s["data"]) if s.get("data") is not None else _file_size(s["path"]) for s in job["tables"].values()
+        len(s["data"]) if s.get("data") is not None else _file_size(s["path"]) if s.get("path") else 0
+        for s in job["tables"].values()
     )
     return 1.0 + size / 100e6
 
@@ -267,13 +399,12 @@ def _file_size(path: str) -> int:
         return 0
 
 
-def _source(name: str, src: TableSource, columns: dict[str, set[str]] | None) -> dict[str, Any]:
-    cols = sorted(columns[name]) if columns is not None and name in columns else None
+def _source(name: str, src: TableSource, cols: list[str] | None) -> dict[str, Any]:
     if isinstance(src, ParquetBytes):
         return {"data": src.data, "columns": cols}
     if isinstance(src, ParquetFile):
         return {"path": os.fspath(src.path), "columns": cols}
-    raise Invalid(f"table '{name}': a source must be ParquetFile or ParquetBytes")
+    raise Invalid(f"table '{name}': a source must be ParquetFile, ParquetBytes or Cached")
 
 
 def _error(kind: str, payload: Any, lim: Limits) -> DomainError:

@@ -1,4 +1,8 @@
-"""The caged side of the query runner: runs in its own process, one fresh in-memory DuckDB per job."""
+"""The caged side of the query runner: runs in its own process, one fresh in-memory DuckDB per job.
+
+Decoded tables may stay warm between jobs (sandbox.table_cache), keyed by grant and dataset version; a
+job's connection is still fresh and sees only the columns that job asked for.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,11 @@ import signal
 import threading
 import time
 from typing import Any
+
+from sandbox.table_cache import TableCache
+
+# Replies to the parent: (kind, payload, cache listing). "miss" asks the parent to send a table's data.
+_MISS = "miss"
 
 # Settings applied to every connection before the query runs, then frozen by lock_configuration.
 # python_enable_replacements=false stops DuckDB from resolving unknown table names to Python objects
@@ -56,26 +65,89 @@ def _load(source: dict[str, Any], columns: list[str] | None) -> Any:
         return f.read(columns=columns)
 
 
-def run_job(job: dict[str, Any]) -> tuple[str, Any]:
-    """Run one job; return ("ok", payload) or (error kind, safe message)."""
+def _table(source: dict[str, Any], cache: TableCache | None) -> Any | None:
+    """The job's table: from the cache when its key holds the columns, else decoded from the data sent
+    (and kept when the parent says so); None when the parent sent only a key the cache cannot serve."""
+    key, columns = source.get("key"), source.get("columns")
+    if cache is not None and key is not None and columns is not None:
+        key = tuple(key)
+        hit = cache.get(key, columns)
+        if hit is not None:
+            return hit
+    if source.get("data") is None and source.get("path") is None:
+        return None
+    table = _load(source, columns)
+    if cache is not None and key is not None and columns is not None and source.get("store"):
+        cache.put(key, table)
+    return table
+
+
+def _open(threads: int, memory_mb: int) -> Any:
+    """A new, empty in-memory DuckDB database with the job's limits, locked down before any table is added."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(f"SET threads = {int(threads)}")
+        con.execute(f"SET memory_limit = '{int(memory_mb)}MB'")
+        con.execute("SET max_temp_directory_size = '0B'")  # no spilling to disk
+        for stmt in _LOCKDOWN:
+            con.execute(stmt)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+class Databases:
+    """One fresh DuckDB database per job. Opening one (tens of ms) is done while the worker waits for its
+    next job, with the last job's limits; a used database is closed after its reply has been sent."""
+
+    def __init__(self) -> None:
+        self._spare: tuple[tuple[int, int], Any] | None = None
+        self._used: list[Any] = []
+
+    def take(self, threads: int, memory_mb: int) -> Any:
+        spare, self._spare = self._spare, None
+        if spare is not None and spare[0] == (threads, memory_mb):
+            con = spare[1]
+        else:
+            if spare is not None:
+                spare[1].close()
+            con = _open(threads, memory_mb)
+        self._used.append(con)
+        return con
+
+    def close_used(self) -> None:
+        while self._used:
+            self._used.pop().close()
+
+    def tidy(self, threads: int, memory_mb: int) -> None:
+        """Close the used databases and open the next one (between jobs)."""
+        self.close_used()
+        if self._spare is None:
+            self._spare = ((threads, memory_mb), _open(threads, memory_mb))
+
+
+def run_job(job: dict[str, Any], cache: TableCache | None = None, dbs: Databases | None = None) -> tuple[str, Any]:
+    """Run one job; return ("ok", payload), ("miss", table name) or (error kind, safe message)."""
     import duckdb
     import pyarrow as pa
 
     limits = job["limits"]
     started = time.perf_counter()
-    con = duckdb.connect(":memory:")
+    own = dbs is None
+    dbs = dbs or Databases()
     timer: threading.Timer | None = None
     try:
-        con.execute(f"SET threads = {int(limits['threads'])}")
-        con.execute(f"SET memory_limit = '{int(limits['memory_mb'])}MB'")
-        con.execute("SET max_temp_directory_size = '0B'")  # no spilling to disk
+        con = dbs.take(int(limits["threads"]), int(limits["memory_mb"]))
         scanned = 0
         for name, source in job["tables"].items():
-            table = _load(source, source.get("columns"))
+            table = _table(source, cache)
+            if table is None:
+                return _MISS, name
             scanned += table.num_rows
-            con.register(name, table)
-        for stmt in _LOCKDOWN:
-            con.execute(stmt)
+            con.register(name, table)  # an Arrow table, read in place (no copy)
         loaded_ms = (time.perf_counter() - started) * 1000
         timer = threading.Timer(limits["timeout_s"], con.interrupt)
         timer.daemon = True
@@ -117,12 +189,15 @@ def run_job(job: dict[str, Any]) -> tuple[str, Any]:
     finally:
         if timer is not None:
             timer.cancel()
-        con.close()
+        if own:
+            dbs.close_used()
 
 
-def serve(conn: Any, address_space_mb: int) -> None:
-    """Worker main loop: take jobs from the pipe until it closes or says stop."""
+def serve(conn: Any, address_space_mb: int, cache_mb: int = 0) -> None:
+    """Worker main loop: take jobs (or ("drop", grant ids)) from the pipe until it closes or says stop."""
     _limit_process(address_space_mb)
+    cache = TableCache(cache_mb * 1024 * 1024)
+    dbs = Databases()
     import duckdb  # noqa: F401  (import once, so the first job is not slower than the rest)
     import pyarrow.parquet  # noqa: F401
 
@@ -134,10 +209,19 @@ def serve(conn: Any, address_space_mb: int) -> None:
             return
         if job is None:
             return
+        if isinstance(job, tuple) and job[0] == "drop":
+            cache.drop_grants(set(job[1]))
+            conn.send(("dropped", None, cache.listing()))
+            continue
         try:
-            reply = run_job(job)
+            reply = run_job(job, cache, dbs)
         except MemoryError:
+            cache.drop_grants({k[0] for k, _ in cache.listing()})  # give the memory back before anything else
             reply = ("memory", "the query needed more memory than the worker may use")
         except Exception as e:  # a bug or an odd input must not end the worker loop
             reply = ("query", f"the sandbox could not run the query ({type(e).__name__})")
-        conn.send(reply)
+        conn.send((*reply, cache.listing()))
+        try:
+            dbs.tidy(int(job["limits"]["threads"]), int(job["limits"]["memory_mb"]))
+        except Exception:
+            dbs.close_used()

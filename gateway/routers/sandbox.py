@@ -225,7 +225,6 @@ async def run_query(grant_id: Id, body: QueryIn, c: PrincipalCtxDep) -> dict[str
             sql=body.sql,
             keyring=c.state.keyring,
             data_dir=c.state.data_dir,
-            read_uow=lambda: c.uow(read=True),
         )
         return queries.to_out(q)
 
