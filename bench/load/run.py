@@ -120,8 +120,12 @@ def _grant(server: Server, who: dict) -> tuple[int, dict[str, str]]:
         return int(r.json()["grant_id"]), ent
 
 
-def _rss_kb(pgid: int) -> int:
-    total = 0
+ROLES = ("master", "gateway_workers", "sandbox_workers", "other")
+
+
+def _rss_kb(pgid: int) -> dict[str, int]:
+    """RSS of the server's process group by role: the supervisor, its uvicorn workers, their sandbox workers."""
+    procs: dict[int, tuple[int, int, str]] = {}  # pid -> (ppid, rss kB, command line)
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -129,10 +133,26 @@ def _rss_kb(pgid: int) -> int:
             if os.getpgid(int(pid)) != pgid:
                 continue
             with open(f"/proc/{pid}/status") as f:
-                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-        except (OSError, StopIteration, ProcessLookupError):
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            procs[int(pid)] = (int(fields["PPid"]), int(fields.get("VmRSS", "0 kB").split()[0]), cmd)
+        except (OSError, KeyError, ValueError, ProcessLookupError):
             continue
-    return total
+    out = dict.fromkeys(ROLES, 0)
+    for pid, (ppid, rss, cmd) in procs.items():
+        if pid == pgid:
+            role = "master"
+        elif "resource_tracker" in cmd:
+            role = "other"
+        elif ppid == pgid:
+            role = "gateway_workers"
+        elif procs.get(ppid, (0,))[0] == pgid:
+            role = "sandbox_workers"
+        else:
+            role = "other"
+        out[role] += rss
+    out["total"] = sum(out[r] for r in ROLES)
+    return out
 
 
 def run(stage_seconds: int, workers: int, out: Path | None, database: str = "sqlite") -> dict:
@@ -146,7 +166,8 @@ def run(stage_seconds: int, workers: int, out: Path | None, database: str = "sql
         server, mix = setup(tmp, workers, url)
         assert server.proc is not None
         pgid = server.proc.pid
-        memory: list[tuple[float, int]] = []
+        memory: list[tuple[float, dict[str, int]]] = []
+        starts: list[float] = []
         stop = threading.Event()
         t0 = time.monotonic()
 
@@ -160,6 +181,7 @@ def run(stage_seconds: int, workers: int, out: Path | None, database: str = "sql
         results: dict = {"stages": [], "workers": workers, "stage_seconds": stage_seconds, "database": database}
         try:
             for clients in STAGES:
+                starts.append(round(time.monotonic() - t0, 1))
                 per = max(1, clients // len(mix))
                 procs = {}
                 for name, (method, path, headers, body) in mix.items():
@@ -196,11 +218,20 @@ def run(stage_seconds: int, workers: int, out: Path | None, database: str = "sql
             sampler.join()
             server.stop()
         results["memory_kb"] = memory
-        rss = [m for _, m in memory]
+        # Per role: at the start, the peak, at the end, and the peak of each stage (stable = stops rising).
+        bounds = [*starts, memory[-1][0] + 1]
+
+        def stage_max(role: str, k: int) -> int:
+            return max((m[role] for t, m in memory if bounds[k] <= t < bounds[k + 1]), default=0) // 1024
+
         results["memory_summary_mb"] = {
-            "start": round(rss[0] / 1024, 1),
-            "max": round(max(rss) / 1024, 1),
-            "end": round(rss[-1] / 1024, 1),
+            role: {
+                "start": round(memory[0][1][role] / 1024, 1),
+                "max": round(max(m[role] for _, m in memory) / 1024, 1),
+                "end": round(memory[-1][1][role] / 1024, 1),
+                "stage_max": [stage_max(role, k) for k in range(len(starts))],
+            }
+            for role in (*ROLES[:3], "total")
         }
         print(json.dumps(results["memory_summary_mb"]), flush=True)
         if out:
