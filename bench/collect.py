@@ -18,7 +18,7 @@ Sections are assembled by `python bench/collect.py` from `bench/results/*.md`.
 | GM cryptography | `bench/bench_crypto.py` | `openssl speed` (SM4-CTR, SM2), gmssl |
 | decision point, masking | `bench/bench_policies.py` | goals (decisions/s, 1M-row open edition) |
 | audit log | `bench/bench_audit.py` | commit alone (added latency) |
-| publish (ingest + quality) | `bench/bench_publish.py` | Great Expectations alone, same suite |
+| publish (end to end) | `bench/bench_publish.py` | Great Expectations alone, same suite |
 | open data | `bench/bench_open.py` | Datasette 0.65 and `sqlite3 -csv`, same data (`../shared/bench/peer/`) |
 | sandbox | `bench/bench_sandbox.py` | plain DuckDB on the same plaintext Parquet |
 | replicas | `bench/bench_replicas.py` | one replica vs three on one PostgreSQL |

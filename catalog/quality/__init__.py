@@ -41,11 +41,29 @@ def default_mask(tag: str, values: pd.Series) -> pd.Series:
     return (text.str[:1] + stars + text.str[-1:].where(n > 1, "")).where(text.notna())
 
 
-def _frame(data: str | Path | pd.DataFrame | pa.Table) -> pd.DataFrame:
+def _frame(data: str | Path | pd.DataFrame | pa.Table, columns: list[str] | None = None) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
         return data.reset_index(drop=True)
-    table = data if isinstance(data, pa.Table) else pq.read_table(data)
+    if isinstance(data, pa.Table):
+        table = data
+    else:
+        present = set(pq.read_schema(data).names)
+        wanted = None if columns is None else [c for c in columns if c in present]
+        table = pq.read_table(data, columns=wanted)
+        if wanted is not None and len(wanted) < len(columns or []):
+            table = pq.read_table(data)  # a registered column is missing: let _require_columns say which
     return table.to_pandas(date_as_object=False)
+
+
+def _columns_needed(planned: list[Planned], schema: Schema) -> list[str] | None:
+    """The columns the planned checks read (plus the key for the report), or None for all of them: a
+    check the fast path does not know is handed to GX with the whole frame."""
+    if any(p.expectation_type not in FAST_TYPES for p in planned):
+        return None
+    cols = [schema.key] if schema.key else []
+    for p in planned:
+        cols += [c for c in (p.kwargs.get(k) for k in ("column", "column_A", "column_B")) if isinstance(c, str)]
+    return list(dict.fromkeys(c for c in cols if c in schema.names))
 
 
 def run_quality(
@@ -59,12 +77,16 @@ def run_quality(
 ) -> QualityReport:
     """Validate a dataset version; see the module docstring. Invalid for an unusable plan or suite."""
     t0 = time.perf_counter()
-    df = _frame(data)
-    _require_columns(df, schema)
     suite_name = None
     if suite_json is not None:
         suite_name = gxmod.load_suite(suite_json).name  # fails loudly if GX would drop expectations
     planned = plan(schema, tag_checks, gxmod.suite_dict(suite_json) if suite_json is not None else None)
+    # Only the columns the checks read (e.g. not the long address text a Parquet holds but no check uses).
+    df = _frame(data, _columns_needed(planned, schema))
+    if len(df.columns) < len(schema.names):
+        _require_present(data, schema)
+    else:
+        _require_columns(df, schema)
     results: list[CheckResult | None] = [None] * len(planned)
     slow = [(i, p) for i, p in enumerate(planned) if p.expectation_type not in FAST_TYPES]
     for i, p in enumerate(planned):
@@ -95,6 +117,11 @@ def run_gx_only(
     raw = gxmod.validate(df, [g for _, g in pairs], name="gx-only")
     checks = [_from_gx(p, r, df, schema, mask or default_mask) for (p, _), r in zip(pairs, raw, strict=True)]
     return summarise(len(df), checks, engine="gx", suite_name="gx-only", seconds=time.perf_counter() - t0)
+
+
+def _require_present(data: str | Path | pd.DataFrame | pa.Table, schema: Schema) -> None:
+    names = data.columns if isinstance(data, pd.DataFrame | pa.Table) else pq.read_schema(data).names
+    _require_columns(pd.DataFrame(columns=list(names)), schema)
 
 
 def _require_columns(df: pd.DataFrame, schema: Schema) -> None:

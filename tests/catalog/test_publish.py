@@ -94,6 +94,25 @@ def test_publish_open_dataset_derives_masked_open_edition(state, make_principal,
         assert not (set(table[col].astype(str)) & reps), f"{col} leaks a legal representative's name"
 
 
+def test_the_row_store_is_built_after_the_version_is_live(state, make_principal, tmp_path):
+    import time
+
+    from catalog import reader
+
+    who = make_principal("department", org="510100-SCJG")
+    ds = _register(state.engine, who, "legal_person")
+    v = _publish(state, who, ds.code, samples.write(samples.generate("legal_person", 300), tmp_path / "lp.csv"))
+    path = storage.open_path(state.data_dir, ds.code, v.number)
+    deadline = time.monotonic() + 30
+    while not reader.is_ready(path):  # built off the publish path, by a background thread
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    vdir = storage.version_dir(state.data_dir, ds.code, v.number)
+    assert not list(vdir.glob("*.tmp"))
+    page = reader.read_rows(path, reader.RowQuery(limit=5, count=True), cursor_key=b"k" * 32, version="x")
+    assert page.total == 300 and [r["uscc"] for r in page.data]
+
+
 def test_gbk_upload_is_detected(state, dept, tmp_path):
     ds = _register(state.engine, dept)
     path = samples.write(samples.generate("population", 100), tmp_path / "gbk.csv", encoding="gbk")

@@ -56,10 +56,15 @@ def _write(path, rows):
     pq.write_table(table, path, row_group_size=8)
 
 
-@pytest.fixture()
-def edition(tmp_path):
+@pytest.fixture(params=["row-store", "parquet"])
+def edition(request, tmp_path, monkeypatch):
+    """Every test runs on the built row store and on DuckDB over the Parquet (before it is built)."""
     path = tmp_path / "open.parquet"
     _write(path, _rows())
+    if request.param == "row-store":
+        reader.prepare(path)
+    else:
+        monkeypatch.setattr(reader, "BUILD_ON_READ", False)
     return path
 
 
@@ -325,3 +330,50 @@ def test_cache_dir_keeps_derived_files_elsewhere(edition, tmp_path):
 
 def test_columns_of_lists_public_fields_with_types(edition):
     assert reader.columns_of(edition) == TYPES
+
+
+def _wait_ready(path, seconds=30.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not reader.is_ready(path):
+        assert time.monotonic() < deadline, "the row store was not built in the background"
+        time.sleep(0.02)
+
+
+def test_reads_before_the_row_store_exists_use_the_parquet_then_switch_with_the_same_cursor(tmp_path):
+    path = tmp_path / "open.parquet"
+    _write(path, _rows())
+    q = parse_query({"_sort": "-d,i", "_size": "5"}, TYPES)
+    first = read_rows(path, q, cursor_key=KEY, version=VERSION)  # starts the background build
+    assert isinstance(reader._fallback.get(str(path)), reader._ParquetRows)
+    _wait_ready(path)
+    rest = _all(path, dataclasses.replace(q, cursor=first.next_cursor))
+    assert isinstance(reader.open_store(path), reader._Store)
+    assert _ids(first.data + rest) == _sort_ref([("d", "desc"), ("i", "asc")])
+
+
+def test_a_build_cleans_up_what_a_dead_builder_left(tmp_path):
+    path = tmp_path / "open.parquet"
+    _write(path, _rows())
+    stale = tmp_path / "open.parquet.rows.sqlite.4242.1.tmp"
+    stale.write_bytes(b"half a database")
+    reader.prepare(path)
+    assert reader.is_ready(path) and not stale.exists()
+
+
+def test_a_failed_background_build_leaves_reads_on_the_parquet(tmp_path, monkeypatch):
+    path = tmp_path / "open.parquet"
+    _write(path, _rows())
+
+    def broken(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(reader, "_build", broken)
+    thread = reader.build_in_background(path)
+    assert thread is not None
+    thread.join(10)
+    assert reader.build_in_background(path) is None  # not retried at once
+    assert not reader.is_ready(path) and not list(tmp_path.glob("*.tmp"))
+    assert read_rows(path, RowQuery(count=True, limit=1), cursor_key=KEY, version=VERSION).total == N
+    reader._failed.clear()
