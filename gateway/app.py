@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,11 +25,23 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     import anyio.to_thread
 
     # Sync handlers run in this pool; sandbox queries have their own (gateway.slots), so none starves it.
-    anyio.to_thread.current_default_thread_limiter().total_tokens = app.state.pdg.settings.threads
+    settings = app.state.pdg.settings
+    anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
+    if settings.sandbox_warm:
+        threading.Thread(target=_warm_sandbox, name="pdg-sandbox-warm", daemon=True).start()
     yield
     from sandbox import queries
 
     queries.shutdown_runner()  # stop the warm sandbox worker processes with the app
+
+
+def _warm_sandbox() -> None:
+    from sandbox import queries
+
+    try:
+        queries.default_runner().warm_up()
+    except Exception:  # a failed warm-up only means the first query starts the worker, as before
+        logging.getLogger("pdg.sandbox").warning("sandbox worker warm-up failed", exc_info=True)
 
 
 def create_app(settings: Settings | None = None, *, state: AppState | None = None) -> FastAPI:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # Threads per worker process for blocking handlers. More threads than this only queue on the GIL and
     # on the database's write lock; waiting requests cost nothing in the event loop.
     threads: int = Field(default=24, ge=4, le=400)
+    # Start a sandbox worker process with each gateway worker (else on the first query). A cold start
+    # imports DuckDB and pyarrow in a fresh process: seconds the first query should not wait.
+    sandbox_warm: bool = True
     keys_dir: Path | None = None
     policies_dir: Path | None = None
     # Declares that a reverse proxy / Ingress terminates TLS in front of a non-loopback bind.

@@ -111,7 +111,13 @@ def db_url(db_template: str, pg_worker_db: str, tmp_path: Path) -> Iterator[str]
 def settings(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
     from gateway.settings import Settings
 
-    return Settings(env="test", data_dir=tmp_path / "var", database_url=db_url, keys_dir=tmp_path / "keys")
+    return Settings(
+        env="test",
+        data_dir=tmp_path / "var",
+        database_url=db_url,
+        keys_dir=tmp_path / "keys",
+        sandbox_warm=False,  # tests that need a sandbox worker start one; not one per app
+    )
 
 
 @pytest.fixture

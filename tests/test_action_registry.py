@@ -37,7 +37,6 @@ def test_every_registered_action_is_decided_and_recorded_exactly_once(world, mak
     public = type(w.ga)(actor=Actor.public(), token="")
     monkeypatch.setattr(exports, "REVIEW_ROWS", 3)
     done: set[str] = set()
-    ctx: dict = {}
 
     def step(action, who, call, *, allowed=True):
         before = _count(engine, action, who)

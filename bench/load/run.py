@@ -71,7 +71,8 @@ def setup(
     state = build_state(settings)
     who, _ = populate(state, rows=ROWS)
     state.engine.dispose()
-    server = Server(settings.data_dir, url, settings.keys_path, extra_env={"PDG_WORKERS": str(workers)})
+    env = {"PDG_WORKERS": str(workers), "PDG_SANDBOX_WARM": "true"}  # as deployed
+    server = Server(settings.data_dir, url, settings.keys_path, extra_env=env)
     server.start()
     grant, ent = _grant(server, who)
     auditor = who["auditor"].headers  # type: ignore[union-attr]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 
 def test_health(client):
     assert client.get("/health").json() == {"status": "ok"}
@@ -40,3 +42,21 @@ def test_behind_the_ingress_metrics_are_not_served_through_the_proxy(settings, s
             assert "pdg_http_requests_total" not in r.text
         # The monitoring scrape goes to the pod directly: no proxy header.
         assert "pdg_http_requests_total" in c.get("/metrics").text
+
+
+def test_a_started_app_warms_one_sandbox_worker(settings, state):
+    from fastapi.testclient import TestClient
+
+    from gateway.app import create_app
+    from sandbox import queries
+
+    state.settings = settings.model_copy(update={"sandbox_warm": True})
+    try:
+        with TestClient(create_app(state.settings, state=state)) as c:
+            assert c.get("/health").status_code == 200
+            deadline = time.monotonic() + 60
+            while not queries.default_runner().worker_pids() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert len(queries.default_runner().worker_pids()) == 1  # ready before any query asked
+    finally:
+        queries.shutdown_runner()

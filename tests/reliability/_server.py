@@ -54,6 +54,7 @@ class Server:
                 "PDG_LOG_LEVEL": "WARNING",
                 "PDG_LIMITS__ANONYMOUS_PER_MINUTE": "1000000",
                 "PDG_LIMITS__TOKEN_PER_MINUTE": "1000000",
+                "PDG_SANDBOX_WARM": "false",  # tests start sandbox workers when they need them
                 **self.extra_env,
             }
         )

@@ -113,4 +113,5 @@ def settings_for(tmp: Path, db_url: str, **limits: Any) -> Any:
         database_url=db_url,
         keys_dir=tmp / "keys",
         limits=Limits(**limits),
+        sandbox_warm=False,  # tests start sandbox workers when they need them
     )

@@ -35,7 +35,7 @@ def _operations() -> list[str]:
     from gateway.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(env="test", data_dir=Path(tmp) / "var", keys_dir=Path(tmp) / "keys")
+        settings = Settings(env="test", data_dir=Path(tmp) / "var", keys_dir=Path(tmp) / "keys", sandbox_warm=False)
         doc = create_app(settings).openapi()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     return [f"{m.upper()} {p}" for p, item in doc["paths"].items() for m in item if m != "parameters"]

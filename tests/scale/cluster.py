@@ -85,6 +85,7 @@ class Cluster:
             "PDG_KEYS_DIR": str(self.keys_dir),
             "PDG_HOST": "127.0.0.1",
             "PDG_WORKERS": "1",
+            "PDG_SANDBOX_WARM": "false",  # three replicas on two cores: start sandbox workers on first use
             "PDG_LOG_LEVEL": "WARNING",
             **self.extra_env,
             **more,
