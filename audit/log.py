@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select, text
@@ -35,8 +36,17 @@ _HEAD = select(_TABLE.c.seq, _TABLE.c.chain_hash).order_by(_TABLE.c.seq.desc()).
 _COLUMNS = tuple(c.name for c in _TABLE.columns)
 _HEAD_SQL = "SELECT seq, chain_hash FROM audit_record ORDER BY seq DESC LIMIT 1"
 _PG_LOCK = "SELECT pg_advisory_xact_lock(%s)"
-_INSERT_QMARK = f"INSERT INTO audit_record ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
-_INSERT_PG = f"INSERT INTO audit_record ({', '.join(_COLUMNS)}) VALUES ({', '.join('%s' for _ in _COLUMNS)})"
+ROWS_PER_INSERT = 256  # 256 rows x 21 columns stays under SQLite's 32,766 bound parameters
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(mark: str, rows: int) -> str:
+    """One INSERT of `rows` rows. On SQLite a batch is then one statement, so one release of the GIL
+    (sqlite3 releases it per step; executemany steps, and so waits to get it back, once per row)."""
+    one = f"({', '.join(mark for _ in _COLUMNS)})"
+    return f"INSERT INTO audit_record ({', '.join(_COLUMNS)}) VALUES {', '.join(one for _ in range(rows))}"
+
+
 _LIMITS = {
     "action": 100,
     "resource_type": 50,
@@ -172,20 +182,25 @@ def append(session: Session, items: Sequence[Prepared]) -> list[dict[str, Any]]:
     cur = conn.connection.cursor()  # plain DB-API: the ORM's per-statement overhead would dominate
     try:
         if conn.dialect.name == "postgresql":
-            cur.execute(_PG_LOCK, (LOCK_KEY,))
-            cur.execute(_HEAD_SQL)
-            top = cur.fetchone()
-            insert_sql = _INSERT_PG
+            # Lock, then read the head: two statements (the head's snapshot must postdate the lock), sent
+            # in one pipeline so they cost one round trip — a round trip is also a wait for the GIL.
+            with conn.connection.driver_connection.pipeline():
+                cur.execute(_PG_LOCK, (LOCK_KEY,))
+                head_cur = conn.connection.cursor()
+                head_cur.execute(_HEAD_SQL)
+            top = head_cur.fetchone()
+            head_cur.close()
+            mark = "%s"
         else:
             cur.execute(_HEAD_SQL)
             top = cur.fetchone()
-            insert_sql = _INSERT_QMARK
+            mark = "?"
         seq = top[0] if top else 0
         chain = bytes.fromhex(top[1]) if top else canonical.GENESIS
         when = clock.as_utc(clock.now())
         time_text = canonical.format_time(when)
         # stored as SQLAlchemy's SQLite DateTime stores it (naive UTC); PostgreSQL takes the datetime
-        stored_time = when.strftime("%Y-%m-%d %H:%M:%S.%f") if insert_sql is _INSERT_QMARK else when
+        stored_time = when.strftime("%Y-%m-%d %H:%M:%S.%f") if mark == "?" else when
         link = sm3.state()
         rows, params = [], []
         for item in items:
@@ -198,11 +213,15 @@ def append(session: Session, items: Sequence[Prepared]) -> list[dict[str, Any]]:
             chain = h.digest()
             row = {**item.row, "seq": seq, "time": when, "leaf_hash": leaf.hex(), "chain_hash": chain.hex()}
             rows.append(row)
-            params.append([stored_time if c == "time" else row[c] for c in _COLUMNS])
-        if len(params) == 1:
-            cur.execute(insert_sql, params[0])
-        else:
-            cur.executemany(insert_sql, params)
+            params.extend([stored_time if c == "time" else row[c] for c in _COLUMNS])
+        if mark == "%s":  # psycopg pipelines executemany (one round trip) and parses the query once
+            n = len(_COLUMNS)
+            cur.executemany(_insert_sql(mark, 1), [params[i : i + n] for i in range(0, len(params), n)])
+            return rows
+        width = len(_COLUMNS) * ROWS_PER_INSERT
+        for at in range(0, len(params), width):
+            part = params[at : at + width]
+            cur.execute(_insert_sql(mark, len(part) // len(_COLUMNS)), part)
     finally:
         cur.close()
     return rows

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
 from common.errors import DomainError
@@ -141,6 +141,7 @@ class _GroupCommitter:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.conn: Connection | None = None  # kept across batches: no pool checkout (and ping) per batch
         self.queue: queue.Queue[tuple[list[Any], Future[None]]] = queue.Queue()
         threading.Thread(target=self._run, name="pdg-audit-commit", daemon=True).start()
 
@@ -157,6 +158,8 @@ class _GroupCommitter:
                 with _COMMITTERS_LOCK:  # idle: retire; the next submit starts a fresh committer
                     if self.queue.empty():
                         _COMMITTERS.pop(self.engine, None)
+                        if self.conn is not None:
+                            self.conn.close()
                         return
                 continue
             batch = [first]
@@ -181,9 +184,16 @@ class _GroupCommitter:
     def _write(self, entries: list[Any]) -> None:
         from audit.log import append
 
-        with Session(self.engine, expire_on_commit=False) as session:
-            append(session, entries)  # one head read, one multi-row INSERT, one commit (fsync)
-            session.commit()
+        if self.conn is None or self.conn.closed or self.conn.invalidated:
+            self.conn = self.engine.connect()
+        try:
+            with Session(bind=self.conn, expire_on_commit=False) as session:
+                append(session, entries)  # one head read, one multi-row INSERT, one commit (fsync)
+                session.commit()
+        except Exception:
+            self.conn.close()  # a broken connection goes back to the pool (which discards it); next batch reconnects
+            self.conn = None
+            raise
 
 
 _COMMITTERS: weakref.WeakKeyDictionary[Engine, _GroupCommitter] = weakref.WeakKeyDictionary()
