@@ -8,6 +8,7 @@ UTC ISO 8601 with microseconds and a `Z` (`2025-01-31T08:00:00.000123Z`).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,6 +87,63 @@ def record_object(row: Any) -> dict[str, Any]:
 def record_bytes(row: Any) -> bytes:
     """Canonical bytes of a stored record: the Merkle leaf data."""
     return dumps(record_object(row)).encode()
+
+
+_STR = json.encoder.encode_basestring  # what dumps(…, ensure_ascii=False) writes for a str (C)
+
+
+def _str(value: str | None) -> str:
+    return "null" if value is None else _STR(value)
+
+
+def record_head(fields: Mapping[str, Any], reasons_json: str, outcome_json: str) -> str:
+    """Canonical text of a record up to (without) its `,"seq":…` — the same text `dumps(record_object)`
+    starts with, built directly: "seq", "time" and "v" sort last, so everything else is known before a
+    record gets its place in the log. `reasons_json` / `outcome_json` must already be canonical JSON."""
+    version = fields["dataset_version"]
+    return "".join(
+        (
+            '{"action":',
+            _str(fields["action"]),
+            ',"allowed":',
+            "true" if fields["allowed"] else "false",
+            ',"client_addr":',
+            _str(fields["client_addr"]),
+            ',"dataset":',
+            _str(fields["dataset"]),
+            ',"dataset_version":',
+            "null" if version is None else str(int(version)),
+            ',"experiment":',
+            _str(fields["experiment"]),
+            ',"org":',
+            _str(fields["org"]),
+            ',"outcome":',
+            outcome_json,
+            ',"policy_version":',
+            _str(fields["policy_version"]),
+            ',"principal":',
+            _str(fields["principal"]),
+            ',"purpose":',
+            _str(fields["purpose"]),
+            ',"reasons":',
+            reasons_json,
+            ',"request_id":',
+            _str(fields["request_id"]),
+            ',"resource_id":',
+            _str(fields["resource_id"]),
+            ',"resource_type":',
+            _str(fields["resource_type"]),
+            ',"role":',
+            _str(fields["role"]),
+            ',"scenario":',
+            _str(fields["scenario"]),
+        )
+    )
+
+
+def record_tail(seq: int, time_text: str) -> str:
+    """The rest of a record's canonical text after record_head: seq, time (format_time) and version."""
+    return f',"seq":{seq},"time":"{time_text}","v":{FORMAT_VERSION}}}'
 
 
 def chain_next(prev_chain: bytes, leaf: bytes) -> bytes:

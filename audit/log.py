@@ -12,8 +12,9 @@ Nothing is cached between calls: the head is read every time, so other writers c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from types import SimpleNamespace
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select, text
@@ -22,9 +23,9 @@ from sqlmodel import Session
 from common import clock
 from common.actor import Actor
 from common.errors import Invalid
+from gmcrypto import sm3
 
 from . import canonical
-from .merkle import leaf_hash
 from .models import AuditEntry, AuditRecord
 
 LOCK_KEY = 0x5044475F41554454  # "PDG_AUDT": the one advisory lock every audit writer takes
@@ -33,13 +34,19 @@ MAX_OUTCOME_BYTES = 4096
 _TABLE = AuditRecord.__table__  # type: ignore[attr-defined]
 _HEAD = select(_TABLE.c.seq, _TABLE.c.chain_hash).order_by(_TABLE.c.seq.desc()).limit(1)
 _COLUMNS = tuple(c.name for c in _TABLE.columns)
-_TIME_AT = _COLUMNS.index("time")
 _HEAD_SQL = "SELECT seq, chain_hash FROM audit_record ORDER BY seq DESC LIMIT 1"
 _PG_LOCK = "SELECT pg_advisory_xact_lock(%s)"
-_INSERT_QMARK = (
-    f"INSERT INTO audit_record ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
-)
-_INSERT_PG = f"INSERT INTO audit_record ({', '.join(_COLUMNS)}) VALUES ({', '.join('%s' for _ in _COLUMNS)})"
+ROWS_PER_INSERT = 256  # 256 rows x 21 columns stays under SQLite's 32,766 bound parameters
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(mark: str, rows: int) -> str:
+    """One INSERT of `rows` rows. On SQLite a batch is then one statement, so one release of the GIL
+    (sqlite3 releases it per step; executemany steps, and so waits to get it back, once per row)."""
+    one = f"({', '.join(mark for _ in _COLUMNS)})"
+    return f"INSERT INTO audit_record ({', '.join(_COLUMNS)}) VALUES {', '.join(one for _ in range(rows))}"
+
+
 _LIMITS = {
     "action": 100,
     "resource_type": 50,
@@ -78,18 +85,146 @@ def _text(name: str, value: Any, *, required: bool) -> str | None:
     return value
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _json_part(name: str, value: Any) -> str:
     try:
         encoded = canonical.dumps(value)
+        # The stored text is what gets hashed, so it must read back to itself: a dict with non-text keys
+        # (json turns 1 into "1", sorting before the conversion) is canonicalised once more.
+        if not _plain(value):
+            encoded = canonical.dumps(json.loads(encoded))
     except (TypeError, ValueError) as exc:
-        raise Invalid(
-            f"audit {name} must be plain JSON (str, int, float, bool, None, list, dict): {exc}"
-        ) from None
+        raise Invalid(f"audit {name} must be plain JSON (str, int, float, bool, None, list, dict): {exc}") from None
     if len(encoded.encode()) > MAX_OUTCOME_BYTES:
-        raise Invalid(
-            f"audit {name} is larger than {MAX_OUTCOME_BYTES} bytes; record counts and digests only"
-        )
+        raise Invalid(f"audit {name} is larger than {MAX_OUTCOME_BYTES} bytes; record counts and digests only")
     return encoded
+
+
+def _plain(value: Any) -> bool:
+    """A list of scalars or a dict of text keys to scalars: canonical JSON of it is a fixed point."""
+    if isinstance(value, dict):
+        return all(type(k) is str and isinstance(v, _PLAIN) for k, v in value.items())
+    return isinstance(value, list) and all(isinstance(v, _PLAIN) for v in value)
+
+
+class Prepared:
+    """A validated record waiting for its place in the log: its columns (all but seq, time and the
+    hashes) and an SM3 state that has already absorbed 0x00 and the canonical text before `"seq"`, so
+    appending costs one short hash per record under the append lock."""
+
+    __slots__ = ("leaf_state", "row")
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.row = row
+        head = canonical.record_head(row, row["reasons"], row["outcome"])
+        self.leaf_state = sm3.state(b"\x00" + head.encode())
+
+
+def prepare(
+    *,
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    resource_id: str,
+    allowed: bool,
+    reasons: Iterable[str] = (),
+    policy_version: str = "",
+    scenario: str | None = None,
+    experiment: str | None = None,
+    purpose: str | None = None,
+    outcome: Mapping[str, Any] | None = None,
+    dataset: str | None = None,
+    dataset_version: int | None = None,
+) -> Prepared:
+    """Validate one record (raises Invalid) and do its hashing work that needs no place in the log."""
+    if not isinstance(allowed, bool):
+        raise Invalid("audit `allowed` must be true or false")
+    reason_list = list(reasons)
+    if not all(isinstance(r, str) for r in reason_list):
+        raise Invalid("audit reasons must be rule ids (text)")
+    if outcome is not None and not isinstance(outcome, Mapping):
+        raise Invalid("audit outcome must be an object")
+    if dataset is None and resource_type == "dataset":
+        dataset = resource_id
+    if dataset_version is not None and (isinstance(dataset_version, bool) or not isinstance(dataset_version, int)):
+        raise Invalid("audit dataset_version must be an integer")
+    return Prepared(
+        {
+            "principal": _text("principal", actor.principal, required=True),
+            "org": actor.org,
+            "role": actor.role,
+            "action": _text("action", action, required=True),
+            "resource_type": _text("resource_type", resource_type, required=True),
+            "resource_id": _text("resource_id", resource_id, required=True),
+            "dataset": _text("dataset", dataset, required=False),
+            "dataset_version": dataset_version,
+            "allowed": allowed,
+            "reasons": _json_part("reasons", reason_list),
+            "policy_version": _text("policy_version", policy_version, required=False) or "",
+            "scenario": _text("scenario", scenario, required=False),
+            "experiment": _text("experiment", experiment, required=False),
+            "purpose": _text("purpose", purpose, required=False),
+            "request_id": (actor.request_id or None) and actor.request_id[:100],
+            "client_addr": (actor.client_addr or None) and actor.client_addr[:100],
+            "outcome": _json_part("outcome", dict(outcome or {})),
+        }
+    )
+
+
+def append(session: Session, items: Sequence[Prepared]) -> list[dict[str, Any]]:
+    """Append prepared records, in order, in the caller's transaction (the caller commits); returns the
+    rows written. One head read, one timestamp and one multi-row INSERT for the whole batch."""
+    if not items:
+        return []
+    conn = session.connection()  # the caller's transaction (BEGIN IMMEDIATE on SQLite)
+    cur = conn.connection.cursor()  # plain DB-API: the ORM's per-statement overhead would dominate
+    try:
+        if conn.dialect.name == "postgresql":
+            # Lock, then read the head: two statements (the head's snapshot must postdate the lock), sent
+            # in one pipeline so they cost one round trip — a round trip is also a wait for the GIL.
+            with conn.connection.driver_connection.pipeline():
+                cur.execute(_PG_LOCK, (LOCK_KEY,))
+                head_cur = conn.connection.cursor()
+                head_cur.execute(_HEAD_SQL)
+            top = head_cur.fetchone()
+            head_cur.close()
+            mark = "%s"
+        else:
+            cur.execute(_HEAD_SQL)
+            top = cur.fetchone()
+            mark = "?"
+        seq = top[0] if top else 0
+        chain = bytes.fromhex(top[1]) if top else canonical.GENESIS
+        when = clock.as_utc(clock.now())
+        time_text = canonical.format_time(when)
+        # stored as SQLAlchemy's SQLite DateTime stores it (naive UTC); PostgreSQL takes the datetime
+        stored_time = when.strftime("%Y-%m-%d %H:%M:%S.%f") if mark == "?" else when
+        link = sm3.state()
+        rows, params = [], []
+        for item in items:
+            seq += 1
+            h = item.leaf_state.copy()
+            h.update(canonical.record_tail(seq, time_text).encode())
+            leaf = h.digest()
+            h = link.copy()
+            h.update(chain + leaf)
+            chain = h.digest()
+            row = {**item.row, "seq": seq, "time": when, "leaf_hash": leaf.hex(), "chain_hash": chain.hex()}
+            rows.append(row)
+            params.extend([stored_time if c == "time" else row[c] for c in _COLUMNS])
+        if mark == "%s":  # psycopg pipelines executemany (one round trip) and parses the query once
+            n = len(_COLUMNS)
+            cur.executemany(_insert_sql(mark, 1), [params[i : i + n] for i in range(0, len(params), n)])
+            return rows
+        width = len(_COLUMNS) * ROWS_PER_INSERT
+        for at in range(0, len(params), width):
+            part = params[at : at + width]
+            cur.execute(_insert_sql(mark, len(part) // len(_COLUMNS)), part)
+    finally:
+        cur.close()
+    return rows
 
 
 def record(
@@ -111,65 +246,24 @@ def record(
 ) -> AuditEntry:
     """Append one record to the log in the caller's transaction; returns what was written (read-only).
 
-    `dataset` defaults to `resource_id` when `resource_type == "dataset"`, so searches and per-dataset
-    counts see it; pass it explicitly for grants, queries and exports about a dataset. `outcome` holds
-    counts, sizes, digests and flags (e.g. {"rows": 10, "grade": "G3"}) — never raw values.
+    `dataset` defaults to `resource_id` when `resource_type == "dataset"`, so
+    searches and per-dataset counts see it; pass it explicitly for grants, queries and exports about a
+    dataset. `outcome` holds counts, sizes, digests and flags (e.g. {"rows": 10, "grade": "G3"}) —
+    never raw values.
     """
-    if not isinstance(allowed, bool):
-        raise Invalid("audit `allowed` must be true or false")
-    reason_list = list(reasons)
-    if not all(isinstance(r, str) for r in reason_list):
-        raise Invalid("audit reasons must be rule ids (text)")
-    if outcome is not None and not isinstance(outcome, Mapping):
-        raise Invalid("audit outcome must be an object")
-    if dataset is None and resource_type == "dataset":
-        dataset = resource_id
-    if dataset_version is not None and (
-        isinstance(dataset_version, bool) or not isinstance(dataset_version, int)
-    ):
-        raise Invalid("audit dataset_version must be an integer")
-    row: dict[str, Any] = {
-        "principal": _text("principal", actor.principal, required=True),
-        "org": actor.org,
-        "role": actor.role,
-        "action": _text("action", action, required=True),
-        "resource_type": _text("resource_type", resource_type, required=True),
-        "resource_id": _text("resource_id", resource_id, required=True),
-        "dataset": _text("dataset", dataset, required=False),
-        "dataset_version": dataset_version,
-        "allowed": allowed,
-        "reasons": _json_part("reasons", reason_list),
-        "policy_version": _text("policy_version", policy_version, required=False) or "",
-        "scenario": _text("scenario", scenario, required=False),
-        "experiment": _text("experiment", experiment, required=False),
-        "purpose": _text("purpose", purpose, required=False),
-        "request_id": (actor.request_id or None) and actor.request_id[:100],
-        "client_addr": (actor.client_addr or None) and actor.client_addr[:100],
-        "outcome": _json_part("outcome", dict(outcome or {})),
-    }
-    conn = session.connection()  # the caller's transaction (BEGIN IMMEDIATE on SQLite)
-    cur = conn.connection.cursor()  # plain DB-API: the ORM's per-statement overhead would dominate
-    try:
-        if conn.dialect.name == "postgresql":
-            cur.execute(_PG_LOCK, (LOCK_KEY,))
-            cur.execute(_HEAD_SQL)
-            top = cur.fetchone()
-            insert_sql = _INSERT_PG
-        else:
-            cur.execute(_HEAD_SQL)
-            top = cur.fetchone()
-            insert_sql = _INSERT_QMARK
-        row["seq"] = top[0] + 1 if top else 1
-        prev_chain = bytes.fromhex(top[1]) if top else canonical.GENESIS
-        when = clock.as_utc(clock.now())
-        row["time"] = when
-        leaf = leaf_hash(canonical.record_bytes(SimpleNamespace(**row)))
-        row["leaf_hash"] = leaf.hex()
-        row["chain_hash"] = canonical.chain_next(prev_chain, leaf).hex()
-        params = [row[c] for c in _COLUMNS]
-        if insert_sql is _INSERT_QMARK:  # stored as SQLAlchemy's SQLite DateTime stores it (naive UTC)
-            params[_TIME_AT] = when.strftime("%Y-%m-%d %H:%M:%S.%f")
-        cur.execute(insert_sql, params)
-    finally:
-        cur.close()
-    return AuditEntry(**row)
+    item = prepare(
+        actor=actor,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        allowed=allowed,
+        reasons=reasons,
+        policy_version=policy_version,
+        scenario=scenario,
+        experiment=experiment,
+        purpose=purpose,
+        outcome=outcome,
+        dataset=dataset,
+        dataset_version=dataset_version,
+    )
+    return AuditEntry(**append(session, [item])[0])

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
 from common.errors import DomainError
@@ -115,9 +115,15 @@ def _read_only_transaction(_session: Any, _transaction: Any, connection: Any) ->
 
 
 def _write_pending_audit(engine: Engine, entries: list[dict[str, Any]]) -> None:
-    """Write entries through the engine's group committer and wait until they are durable."""
+    """Write entries through the engine's group committer and wait until they are durable.
+
+    Validation and the hashing that needs no place in the log happen here, in the caller's thread (a bad
+    entry fails its own request at once); the committer only numbers, chains and inserts.
+    """
     if entries:
-        _submit(engine, entries).result(timeout=120)
+        from audit.log import prepare
+
+        _submit(engine, [prepare(**e) for e in entries]).result(timeout=120)
 
 
 IDLE_EXIT_S = 30.0
@@ -135,10 +141,11 @@ class _GroupCommitter:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.queue: queue.Queue[tuple[list[dict[str, Any]], Future[None]]] = queue.Queue()
+        self.conn: Connection | None = None  # kept across batches: no pool checkout (and ping) per batch
+        self.queue: queue.Queue[tuple[list[Any], Future[None]]] = queue.Queue()
         threading.Thread(target=self._run, name="pdg-audit-commit", daemon=True).start()
 
-    def submit(self, entries: list[dict[str, Any]]) -> Future[None]:
+    def submit(self, entries: list[Any]) -> Future[None]:
         fut: Future[None] = Future()
         self.queue.put((entries, fut))
         return fut
@@ -151,6 +158,8 @@ class _GroupCommitter:
                 with _COMMITTERS_LOCK:  # idle: retire; the next submit starts a fresh committer
                     if self.queue.empty():
                         _COMMITTERS.pop(self.engine, None)
+                        if self.conn is not None:
+                            self.conn.close()
                         return
                 continue
             batch = [first]
@@ -172,20 +181,26 @@ class _GroupCommitter:
             for _, fut in batch:
                 fut.set_result(None)
 
-    def _write(self, entries: list[dict[str, Any]]) -> None:
-        import audit
+    def _write(self, entries: list[Any]) -> None:
+        from audit.log import append
 
-        with Session(self.engine, expire_on_commit=False) as session:
-            for entry in entries:
-                audit.record(session, **entry)
-            session.commit()
+        if self.conn is None or self.conn.closed or self.conn.invalidated:
+            self.conn = self.engine.connect()
+        try:
+            with Session(bind=self.conn, expire_on_commit=False) as session:
+                append(session, entries)  # one head read, one multi-row INSERT, one commit (fsync)
+                session.commit()
+        except Exception:
+            self.conn.close()  # a broken connection goes back to the pool (which discards it); next batch reconnects
+            self.conn = None
+            raise
 
 
 _COMMITTERS: weakref.WeakKeyDictionary[Engine, _GroupCommitter] = weakref.WeakKeyDictionary()
 _COMMITTERS_LOCK = threading.Lock()
 
 
-def _submit(engine: Engine, entries: list[dict[str, Any]]) -> Future[None]:
+def _submit(engine: Engine, entries: list[Any]) -> Future[None]:
     # Under the same lock a committer retires with, so nothing is ever queued to a retired one.
     with _COMMITTERS_LOCK:
         c = _COMMITTERS.get(engine)

@@ -18,6 +18,15 @@ from common.errors import Conflict
 from .conftest import BOB, append, checkpoint
 
 
+@pytest.fixture(autouse=True, params=["one chunk", "chunks of about one line"])
+def chunking(request, monkeypatch) -> None:
+    """Every test here runs with the whole records.jsonl as one bulk-checked chunk, and cut into chunks
+    of 400 bytes (lines are ~500), so stitching, every chunk boundary and the sequential fallback from
+    each are covered."""
+    if request.param != "one chunk":
+        monkeypatch.setattr("audit.verify.CHUNK_BYTES", 400)
+
+
 @pytest.fixture
 def exported(audit_engine, keyring, tmp_path: Path) -> Path:
     append(audit_engine, 12)
@@ -35,9 +44,7 @@ def _line_of(data: bytes, pos: int) -> int:
     return data.count(b"\n", 0, pos) + 1
 
 
-def test_a_clean_export_verifies_as_directory_and_zip(
-    audit_engine, keyring, exported: Path, tmp_path
-) -> None:
+def test_a_clean_export_verifies_as_directory_and_zip(audit_engine, keyring, exported: Path, tmp_path) -> None:
     result = verify_export(exported, keyring.public_keys)
     assert result.ok and result.records == 21 and result.checkpoints == 2
     with Session(audit_engine) as s:
@@ -186,3 +193,33 @@ def test_missing_members_and_junk_are_reported(exported: Path, keyring, tmp_path
     junk = tmp_path / "junk.zip"
     junk.write_bytes(b"not a zip")
     assert not verify_export(junk, keyring.public_keys).ok
+
+
+def test_the_bulk_check_accepts_a_clean_export(exported: Path) -> None:
+    """The fast path must really be taken for honest exports (not silently fall back to the slow one)."""
+    from audit import scan
+
+    data = (exported / "records.jsonl").read_bytes()
+    chunk = scan.scan(data, 0, (12, 21))
+    assert chunk.ok and chunk.count == 21 and chunk.first_seq == 1 and set(chunk.marks) == {12, 21}
+
+
+def test_a_spelling_only_the_sequential_check_accepts_still_verifies(exported: Path, keyring) -> None:
+    """Uppercase hex is not lowercase canonical, but verification never rejected it: the bulk check
+    declines it, the sequential checker accepts it, and so does the verdict."""
+    path = exported / "records.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[7] = lines[7][:10] + lines[7][10:74].upper() + lines[7][74:]
+    path.write_bytes(b"".join(lines))
+    assert verify_export(exported, keyring.public_keys).ok
+
+
+def test_parallel_workers_give_the_same_verdicts(exported: Path, keyring, tmp_path) -> None:
+    clean = verify_export(exported, keyring.public_keys, workers=2, chunk_bytes=700)
+    assert clean.ok and clean.records == 21
+    path = exported / "records.jsonl"
+    data = path.read_bytes()
+    at = data.index(b"ent:bob")  # the first record by bob: record 13
+    path.write_bytes(data[:at] + b"ent:eve" + data[at + 7 :])
+    bad = verify_export(exported, keyring.public_keys, workers=2, chunk_bytes=700)
+    assert not bad.ok and bad.first_bad_seq == 13 and "leaf hash" in bad.problem, bad
