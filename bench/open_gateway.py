@@ -15,6 +15,7 @@ masked open edition, row store). The open edition is what the public sees, maske
 
 The 10M dataset is the 1M table repeated, so it is registered without a key (person_id repeats).
 Published once per work directory (`published.json` records codes and timings); re-runs reuse it.
+Don't start another gateway on the same data directory meanwhile: its start-up recovery clears staging/.
 
   python bench/open_gateway.py --data-dir /tmp/openbench/gw --csv pop.csv [--csv10 pop10m.csv]
 """
@@ -77,8 +78,11 @@ def publish_all(data_dir: Path, csv: Path, csv10: Path | None) -> dict:
     else:
         done = {}
     sys.path.insert(0, str(ROOT))
+    from sqlmodel import select
+
     import identity
     from catalog import publish, reader, service, storage
+    from catalog.models import Dataset
     from catalog.schemas import DatasetCreate
     from common.actor import Actor
     from gateway import server
@@ -105,7 +109,8 @@ def publish_all(data_dir: Path, csv: Path, csv10: Path | None) -> dict:
         if code in done:
             continue
         with uow() as s:
-            service.register(s, actor=actor, data=DatasetCreate.model_validate(registration(code, keyed=keyed)))
+            if s.exec(select(Dataset.id).where(Dataset.code == code)).first() is None:  # an earlier run's
+                service.register(s, actor=actor, data=DatasetCreate.model_validate(registration(code, keyed=keyed)))
         t0 = time.perf_counter()
         v = publish.publish(
             uow,
