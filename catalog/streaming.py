@@ -5,9 +5,10 @@ vectorised writer (pyarrow's CSV writer, DuckDB's to_json), never per row in Pyt
 (rows, bytes) accumulate in a `StreamTotals` that the caller reads, or gets through `on_close`,
 when the stream ends or is abandoned: one audit record per download, off the hot path.
 
-Memory: Arrow's default pool (mimalloc here) keeps the pages of freed batches for reuse, so a worker
-that streamed a large file stayed ~100 MiB bigger for good; each batch's memory is handed back to the
-system once it is written (`_release`), which costs nothing measurable at these batch sizes.
+Memory (measured on a 10M-row download, bench/results/open.md): the Parquet reader runs without
+pre-buffering (it kept every row group's bytes until the end), and Arrow's default pool (mimalloc
+here) hands each batch's memory back to the system once it is written (`_release`) instead of
+keeping it for reuse (a worker stayed ~100 MiB bigger after one large download).
 
 GBK policy: GBK cannot encode every character (rare name characters in CJK Extension B, emoji).
 Those become `?` and are counted in `StreamTotals.replaced_chars`; ask for `gb18030`, which
@@ -59,7 +60,9 @@ class StreamTotals:
 
 def iter_batches(parquet_path: str | Path, fields: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     """Record batches of the open edition, without the internal row number, in stored order."""
-    pf = pq.ParquetFile(parquet_path)
+    # pre_buffer (pyarrow's default) caches every row group's raw bytes for the reader's lifetime: a
+    # 10M-row download grew the worker by the file's size (+240 MiB). Local files need no pre-buffering.
+    pf = pq.ParquetFile(parquet_path, pre_buffer=False)
     names = [n for n in pf.schema_arrow.names if n != ROW]
     if fields is not None:
         unknown = [f for f in fields if f not in names]
