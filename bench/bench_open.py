@@ -311,6 +311,7 @@ def bench_gateway(a, work: Path, data_dir: Path, rows: int, with_10m: bool) -> d
             if (s := _stat(p)) is not None
         }
         if not a.skip_1m:
+            cpu0 = {p: s[1] for p in _tree(gw.pid) if (s := _stat(p)) is not None}
             harness(
                 "gateway",
                 base,
@@ -342,6 +343,12 @@ def bench_gateway(a, work: Path, data_dir: Path, rows: int, with_10m: bool) -> d
                     *COMMON,
                 ],
             )
+            # how the work split between the workers (uvicorn's workers share one listening socket)
+            out["cpu_s_1m_harness"] = {
+                f"{_label(p, gw.pid)} {p}": round((s[1] - cpu0.get(p, 0)) / TICK, 2)
+                for p in _tree(gw.pid)
+                if (s := _stat(p)) is not None
+            }
         if with_10m:
             time.sleep(3)
             with RssSampler(gw.pid, 0.2) as sampler:
