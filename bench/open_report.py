@@ -102,6 +102,21 @@ def main() -> None:
             print("| " + " | ".join(str(c) for c in cells) + " |")
         t = r["tree"]
         print(f"| tree | {t['before_mib']} | {t['peak_mib']} | {t['after_mib']} | |")
+    eng = _load(w / "engine.json")
+    if eng:
+        print("\n| engine only (bench/open_app.py), same run | gateway | engine only |")
+        print("| --- | ---: | ---: |")
+        print(f"| whole-table CSV, rows/s | {gw_csv:,} | {eng['stream']['rows_per_s']:,} |")
+        print(f"| first page p50 / p99 | {_lat(gw['pages']['first'])} | {_lat(eng['pages']['first'])} |")
+        print(f"| load requests/s | {gw_load['rps']:,.1f} | {eng['load']['rps']:,.1f} |")
+        print(
+            f"| load p50 / p99 | {gw_load['p50_ms']:,.1f} / {gw_load['p99_ms']:,.1f} ms "
+            f"| {eng['load']['p50_ms']:,.1f} / {eng['load']['p99_ms']:,.1f} ms |"
+        )
+        print(f"| filter by code p50 / p99 | {_lat(gw['filter']['by_code'])} | {_lat(eng['filter']['by_code'])} |")
+    split = summary.get("gateway", {}).get("cpu_s_1m_harness")
+    if split:
+        print("\nCPU seconds per process over the 1M harness run:", ", ".join(f"{k}: {v}" for k, v in split.items()))
     print(
         "\nload (1-min): start {:.2f}, after Datasette {:.2f}, after gateway {:.2f}".format(
             summary["load_1min_start"],
