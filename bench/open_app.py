@@ -1,7 +1,8 @@
 """Minimal ASGI app exposing the open-edition engine over HTTP, for bench/bench_open.py only.
 
-The real routes (auth, rate limits, audit, problem+json) live in gateway/; this app keeps just the
-engine calls so the benchmark measures catalog.reader / catalog.streaming against Datasette.
+The headline figures come from the gateway's real routes (`pdg serve`); this app keeps just the engine
+calls (no auth, rate limits, policy decision, audit or middleware), so `bench_open.py --engine-app`
+shows what catalog.reader / catalog.streaming cost alone: a lower bound, and the price of the layers.
 
   OPEN_DATASETS='people=/tmp/openbench/pop.parquet,big=/tmp/openbench/pop10m.parquet' \
   uvicorn bench.open_app:app --host 127.0.0.1 --port 8002 --workers 2
