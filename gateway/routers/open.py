@@ -12,6 +12,7 @@ from catalog import opendata, streaming
 from gateway import metrics
 from gateway.db import unit_of_work
 from gateway.deps import CtxDep
+from gateway.fastjson import json_response
 from policies.guard import record_entry
 
 router = APIRouter()
@@ -25,8 +26,9 @@ _MEDIA = {"csv": "text/csv", "ndjson": "application/x-ndjson", "parquet": "appli
     summary="Rows of the open edition: filters, sort, fields, keyset pages",
     description="Filters: `field=v`, `field__ne|in|lt|lte|gt|gte|prefix|isnull|notnull=v`; "
     "`_sort=-a,b`, `_fields=a,b`, `_size` (max 1000), `_cursor` (from links.next), `_count=1`.",
+    response_model=dict[str, Any],
 )
-def rows(code: str, request: Request, c: CtxDep) -> dict[str, Any]:
+def rows(code: str, request: Request, c: CtxDep) -> Response:
     with c.uow(read=True) as s:
         page = opendata.rows(
             s,
@@ -44,7 +46,8 @@ def rows(code: str, request: Request, c: CtxDep) -> dict[str, Any]:
     meta = {**page.meta, "dataset": code}
     if page.total is not None:
         meta["total"] = page.total
-    return {"data": page.data, "links": {"self": str(request.url), "next": next_link}, "meta": meta}
+    # Rows are plain values: encoded directly, not walked value by value by FastAPI's encoder.
+    return json_response({"data": page.data, "links": {"self": str(request.url), "next": next_link}, "meta": meta})
 
 
 @router.get(
