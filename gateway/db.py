@@ -25,8 +25,12 @@ from common.errors import DomainError
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An engine for `url` with the gateway's connection settings."""
+def make_engine(url: str, *, pool_size: int = 10, max_connections: int | None = None) -> Engine:
+    """An engine for `url` with the gateway's connection settings.
+
+    `max_connections` caps the pool (default twice `pool_size`); a serving process sizes it to its threads,
+    so no handler thread ever waits for a connection another thread could have had.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -36,7 +40,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+    overflow = max(0, (max_connections or 2 * pool_size) - pool_size)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=overflow)
 
 
 def _configure_sqlite(engine: Engine, *, read_only: bool = False) -> None:

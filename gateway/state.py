@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from gateway.db import make_engine
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
+from gateway.slots import SANDBOX_THREADS
 
 
 @dataclass
@@ -79,7 +80,8 @@ def install_decision_point(settings: Settings, engine: Engine) -> Any:
 
 def build_state(settings: Settings, *, engine: Engine | None = None) -> AppState:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = engine or make_engine(settings.db_url)
+    # One connection per handler thread, sandbox thread and the audit committer (reads hold theirs per request).
+    engine = engine or make_engine(settings.db_url, max_connections=settings.threads + SANDBOX_THREADS + 2)
     return AppState(
         settings=settings,
         engine=engine,
