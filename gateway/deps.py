@@ -1,8 +1,4 @@
-"""Request dependencies: the app state, the acting principal, and a unit of work per call.
-
-They are `async def`: FastAPI runs a sync dependency on a worker thread, one hand-off each, and these do
-no blocking work but the token lookup, which goes to a thread on its own.
-"""
+"""Request dependencies: the app state, the acting principal, and a unit of work per call."""
 
 from __future__ import annotations
 
@@ -12,7 +8,6 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
-from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
 import identity
@@ -22,7 +17,7 @@ from gateway.db import unit_of_work
 from gateway.state import AppState
 
 
-async def get_state(request: Request) -> AppState:
+def get_state(request: Request) -> AppState:
     return request.app.state.pdg
 
 
@@ -33,7 +28,7 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def current_actor(request: Request, state: StateDep) -> Actor:
+def current_actor(request: Request, state: StateDep) -> Actor:
     """The caller: a principal from `Authorization: Bearer`, or the rate-limited anonymous public."""
     client = _client(request)
     rid = getattr(request.state, "request_id", None)
@@ -48,13 +43,14 @@ async def current_actor(request: Request, state: StateDep) -> Actor:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("use `Authorization: Bearer <token>`")
     if state.limiter.hit(f"authfail:{client}", limits.auth_failures_per_minute, count=False):
-        await run_in_threadpool(_audit_lockout, state, client, rid, limits.auth_failures_per_minute)
+        _audit_lockout(state, client, rid, limits.auth_failures_per_minute)
         raise RateLimited(
             "too many failed sign-ins from this address; wait before trying again",
             retry_after=state.limiter.retry_after(f"authfail:{client}"),
         )
     try:
-        actor = await run_in_threadpool(_authenticate, state, token.strip(), client, rid)
+        with unit_of_work(state.engine, read=True) as session:
+            actor = identity.authenticate(session, token.strip(), client_addr=client, request_id=rid)
     except Unauthenticated:
         state.limiter.hit(f"authfail:{client}", limits.auth_failures_per_minute)
         raise
@@ -62,11 +58,6 @@ async def current_actor(request: Request, state: StateDep) -> Actor:
     if wait:
         raise RateLimited("rate limit for this token reached", retry_after=wait)
     return actor
-
-
-def _authenticate(state: AppState, token: str, client: str, rid: str | None) -> Actor:
-    with unit_of_work(state.engine, read=True) as session:
-        return identity.authenticate(session, token, client_addr=client, request_id=rid)
 
 
 def _audit_lockout(state: AppState, client: str, rid: str | None, limit: int) -> None:
@@ -92,7 +83,7 @@ def _audit_lockout(state: AppState, client: str, rid: str | None, limit: int) ->
 ActorDep = Annotated[Actor, Depends(current_actor)]
 
 
-async def require_principal(actor: ActorDep) -> Actor:
+def require_principal(actor: ActorDep) -> Actor:
     """Endpoints that make no sense anonymously ask for a token before the decision point."""
     if actor.role == "public":
         raise Unauthenticated("this endpoint needs an API token: `Authorization: Bearer <token>`")
@@ -116,11 +107,11 @@ class Ctx:
             yield session
 
 
-async def ctx(state: StateDep, actor: ActorDep) -> Ctx:
+def ctx(state: StateDep, actor: ActorDep) -> Ctx:
     return Ctx(state=state, actor=actor)
 
 
-async def principal_ctx(state: StateDep, actor: PrincipalDep) -> Ctx:
+def principal_ctx(state: StateDep, actor: PrincipalDep) -> Ctx:
     return Ctx(state=state, actor=actor)
 
 
