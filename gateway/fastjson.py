@@ -2,7 +2,8 @@
 
 A 100-row page has a thousand values; walking them in Python cost more than reading them. Rows hold
 JSON-native values already (the row store keeps text, numbers and NULL); anything else is encoded the
-way `jsonable_encoder` would (dates as ISO text, decimals as numbers, bytes as text).
+way FastAPI's own serialisation does (dates as ISO text, decimals as exact text, bytes as text, and an
+infinite or NaN float as null — only then is the page walked, to replace them).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import math
 from typing import Any
 
 from fastapi.responses import Response
@@ -19,14 +21,31 @@ def _default(o: Any) -> Any:
     if isinstance(o, dt.date | dt.time):  # datetime is a date
         return o.isoformat()
     if isinstance(o, decimal.Decimal):
-        return int(o) if o == o.to_integral_value() else float(o)
+        return str(o)  # exact, as pydantic writes it
     if isinstance(o, bytes):
         return o.decode("utf-8", "replace")
-    if isinstance(o, set | frozenset | tuple):
+    if isinstance(o, set | frozenset):
         return list(o)
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
+def _finite(v: Any) -> Any:
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_finite(x) for x in v]
+    return v
+
+
+def _dumps(content: Any) -> str:
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_default)
+
+
 def json_response(content: Any, status_code: int = 200) -> Response:
-    body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_default)
+    try:
+        body = _dumps(content)
+    except ValueError:  # an infinite or NaN float: JSON has none; null, as FastAPI would answer
+        body = _dumps(_finite(content))
     return Response(body.encode("utf-8"), status_code=status_code, media_type="application/json")
