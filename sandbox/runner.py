@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +124,30 @@ class QueryResult:
 START_TIMEOUT_S = 60.0
 
 
+_SPAWN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """Start a spawned process without it re-running the parent's `__main__` file.
+
+    Spawn imports the parent's main module again in the child (as `__mp_main__`, by its module spec or
+    else its file). The worker needs nothing from it, and under `pdg serve` (or `python -m gateway.cli`)
+    it is the CLI, whose imports (pandas, Great Expectations, ...) cost ~5 s of CPU per worker: on a loaded
+    two-core host, 40 s before the first sandbox query of a gateway process could run.
+    """
+    main = sys.modules["__main__"]
+    with _SPAWN_LOCK:
+        spec, path = main.__dict__.get("__spec__"), main.__dict__.pop("__file__", None)
+        main.__spec__ = None
+        try:
+            yield
+        finally:
+            main.__spec__ = spec
+            if path is not None:
+                main.__file__ = path
+
+
 class _Worker:
     """One spawned worker process and the parent's end of its pipe."""
 
@@ -134,7 +159,8 @@ class _Worker:
         self.cached: dict[tuple[int, str, int, str], frozenset[str]] = {}
         self.pending_drop: set[int] = set()  # grants to drop before this (busy) worker is reused
         self.process = ctx.Process(target=worker.serve, args=(child, address_space_mb, cache_mb), daemon=True)
-        self.process.start()
+        with _main_not_rerun():
+            self.process.start()
         child.close()
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:

@@ -86,3 +86,30 @@ def test_error_messages_never_quote_row_values(runner, sources) -> None:
 def test_bad_source_is_a_domain_error(runner) -> None:
     with pytest.raises(Invalid, match="source"):
         runner.run("select 1", {"population": ParquetBytes(b"not parquet")})
+
+
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_worker_start_does_not_rerun_the_parents_main_module(tmp_path, how: str) -> None:
+    """Under `pdg serve` (a script) or `python -m gateway.cli` the parent's __main__ is the CLI; a worker
+    must not import all of it again."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo, marker = Path(__file__).resolve().parents[2], tmp_path / "rerun"
+    script = tmp_path / "serve_like.py"
+    script.write_text(
+        "import sys\n"
+        f"if __name__ == '__mp_main__':\n    open({str(marker)!r}, 'w').write('main script ran again')\n"
+        "if __name__ == '__main__':\n"
+        f"    sys.path.insert(0, {str(repo)!r})\n"
+        "    from sandbox.runner import SandboxRunner\n"
+        "    with SandboxRunner(pool_size=1) as runner:\n"
+        "        runner.warm_up()\n"
+        "        print(len(runner.worker_pids()))\n"
+    )
+    argv = [str(script)] if how == "script" else ["-m", script.stem]
+    out = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "1"  # a worker did start ...
+    assert not marker.exists()  # ... without running the script again
