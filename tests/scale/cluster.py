@@ -23,11 +23,7 @@ from sqlalchemy import create_engine, text
 
 REPO = Path(__file__).resolve().parents[2]
 PDG = str(Path(sys.executable).with_name("pdg"))
-# `pdg serve` exactly, but through `python -c` rather than the console script: a spawned sandbox worker
-# re-imports its parent's main *file*, and the script's (gateway.cli: pandas, …) costs seconds that count
-# against the first query's deadline — on a busy host a spurious 408 (reported as a sandbox/runner.py
-# bug; switch back to [PDG, "serve"] once the runner starts its clock after the worker is ready).
-SERVE = [sys.executable, "-c", "from gateway.cli import main; main()", "serve"]
+SERVE = [PDG, "serve"]  # as deployed: the console script
 PG_ADMIN_URL = os.environ.get("PDG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -62,6 +58,7 @@ class Cluster:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    killed: set[str] = field(default_factory=set)
 
     @property
     def data_dir(self) -> Path:
@@ -99,8 +96,12 @@ class Cluster:
         """Start n more replicas at once; returns their base URLs (not ready yet)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         new = []
+        taken = {int(u.rsplit(":", 1)[1]) for u in self.urls}
         for _ in range(n):
             port = free_port()
+            while port in taken:  # bind(0) may hand out a just-released port again
+                port = free_port()
+            taken.add(port)
             log = open(self.root / f"replica-{port}.log", "wb")  # noqa: SIM115 - closed with the process
             proc = subprocess.Popen(
                 SERVE,
@@ -175,9 +176,18 @@ class Cluster:
     def kill(self, url: str) -> None:
         """SIGKILL one replica's process group at once (a crashed pod: no shutdown, no clean-up)."""
         proc = self.procs[self.urls.index(url)]
+        self.killed.add(url)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+    def casualties(self) -> dict[str, str]:
+        """Replicas that exited without the test killing them, with the end of their logs."""
+        return {
+            f"{url} (exit {proc.returncode})": self.log_tail(url)
+            for url, proc in zip(self.urls, self.procs, strict=True)
+            if proc.poll() is not None and url not in self.killed
+        }
 
     def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run `pdg ARGS` against the same database and directories."""

@@ -34,4 +34,6 @@ def cluster() -> Iterator[Cluster]:
         try:
             yield c
         finally:
+            for who, log in c.casualties().items():  # shown with a failure: why a replica went away
+                print(f"--- replica {who} exited on its own; its log ends:\n{log}")
             c.stop()
