@@ -44,7 +44,8 @@ def _warm_sandbox() -> None:
     from sandbox import queries
 
     try:
-        queries.default_runner().warm_up()
+        runner = queries.default_runner()
+        runner.warm_up(workers=runner.pool_size)
     except Exception:  # a failed warm-up only means the first query starts the worker, as before
         logging.getLogger("pdg.sandbox").warning("sandbox worker warm-up failed", exc_info=True)
 

@@ -229,10 +229,26 @@ class SandboxRunner:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def warm_up(self) -> None:
-        """Start one worker now, so the first query does not pay for the process start."""
-        with self._slots:
-            self._give_back(self._take({}))
+    def warm_up(self, workers: int = 1) -> None:
+        """Have `workers` workers (at most the pool) started now, so no query pays for a process start.
+
+        They start side by side: one at a time, a gateway whose pool is two made its second concurrent
+        query wait for a whole process start (seconds on a busy host)."""
+        n = min(workers, self.pool_size)
+        for _ in range(n):
+            self._slots.acquire()
+        try:
+            with self._lock:
+                missing = max(0, n - len(self._idle))
+            fresh = [_Worker(self.limits.address_space_mb, self.cache_mb) for _ in range(missing)]
+            with self._lock:
+                self._all.update(fresh)
+            for w in fresh:
+                w.wait_ready()
+                self._give_back(w)
+        finally:
+            for _ in range(n):
+                self._slots.release()
 
     def worker_pids(self) -> list[int]:
         """Process ids of live workers (for operators and tests)."""

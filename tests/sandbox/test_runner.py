@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -113,3 +114,21 @@ def test_worker_start_does_not_rerun_the_parents_main_module(tmp_path, how: str)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "1"  # a worker did start ...
     assert not marker.exists()  # ... without running the script again
+
+
+def test_warm_up_starts_the_whole_pool_and_queries_then_start_no_process(sources) -> None:
+    with SandboxRunner(Limits(timeout_s=10.0, threads=1), pool_size=2) as r:
+        r.warm_up(workers=5)  # capped at the pool
+        warm = sorted(r.worker_pids())
+        assert len(warm) == 2
+        r.warm_up(workers=2)  # already warm: nothing more starts
+        assert sorted(r.worker_pids()) == warm
+        barrier = threading.Barrier(2)
+
+        def query() -> int:
+            barrier.wait()
+            return r.run("select count(*) as n from population", {"population": sources["population"]}).rows[0]["n"]
+
+        with ThreadPoolExecutor(2) as pool:
+            counts = list(pool.map(lambda _: query(), range(2)))
+        assert counts == [110, 110] and sorted(r.worker_pids()) == warm
