@@ -28,7 +28,7 @@ def get(session: Session, code: str, *, for_update: bool = False) -> Dataset:
     """The dataset with this code, or NotFound (also for codes that could never exist)."""
     stmt = select(Dataset).where(Dataset.code == code)
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)  # FOR NO KEY UPDATE: FK checks of child rows go on
     ds = session.exec(stmt).first()
     if ds is None:
         raise NotFound(f"no dataset with code {code!r}")

@@ -43,7 +43,7 @@ EXPORTS_DIR = "exports"
 def get(session: Session, export_id: int, *, for_update: bool = False) -> Export:
     stmt = select(Export).where(Export.id == export_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)  # FOR NO KEY UPDATE: FK checks of child rows go on
     e = session.exec(stmt).first()
     if e is None:
         raise NotFound(f"no export with id {export_id}")

@@ -35,7 +35,9 @@ def get(session: Session, grant_id: int, *, for_update: bool = False) -> Grant:
     """The grant with this id, or NotFound."""
     stmt = select(Grant).where(Grant.id == grant_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        # FOR NO KEY UPDATE: the budget changes, the key never does. Plain FOR UPDATE also blocks the
+        # foreign-key check of every new query row of this grant, so drafts queued behind finishes.
+        stmt = stmt.with_for_update(key_share=True)
     g = session.exec(stmt).first()
     if g is None:
         raise NotFound(f"no grant with id {grant_id}")

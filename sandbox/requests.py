@@ -30,7 +30,7 @@ MAX_OUTPUTS = 20
 def get(session: Session, request_id: int, *, for_update: bool = False) -> AccessRequest:
     stmt = select(AccessRequest).where(AccessRequest.id == request_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)  # FOR NO KEY UPDATE: FK checks of child rows go on
     req = session.exec(stmt).first()
     if req is None:
         raise NotFound(f"no access request with id {request_id}")
