@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from common.errors import DomainError, Invalid, Timeout, TooLarge
 from sandbox import worker
+from sandbox.parquet_ranges import ParquetRanges
 
 
 class WorkerCrashed(DomainError):
@@ -60,7 +61,7 @@ class ParquetBytes:
     data: bytes = field(repr=False)
 
 
-TableSource = ParquetFile | ParquetBytes
+TableSource = ParquetFile | ParquetBytes | ParquetRanges
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,11 @@ class CacheKey:
 
 @dataclass(frozen=True)
 class Cached:
-    """A table the worker may keep decoded; `load` (e.g. decrypt into memory) is called only on a miss."""
+    """A table the worker may keep decoded; `load` (e.g. decrypt into memory) is called only on a miss,
+    with the columns the job needs (None: all), so a loader may read and decrypt just those."""
 
     key: CacheKey
-    load: Callable[[], TableSource] = field(repr=False, compare=False)
+    load: Callable[[list[str] | None], TableSource] = field(repr=False, compare=False)
 
 
 Source = TableSource | Cached
@@ -349,11 +351,11 @@ class SandboxRunner:
                 out[name] = _source(name, src, cols)
                 continue
             if src.key.grant_id in forgotten or cols is None or self.cache_mb <= 0:
-                out[name] = _source(name, src.load(), cols)  # used once, never kept
+                out[name] = _source(name, src.load(cols), cols)  # used once, never kept
             elif not load_all and w.holds(src.key.astuple(), set(cols)):
                 out[name] = {"key": src.key.astuple(), "columns": cols}
             else:
-                out[name] = {**_source(name, src.load(), cols), "key": src.key.astuple(), "store": True}
+                out[name] = {**_source(name, src.load(cols), cols), "key": src.key.astuple(), "store": True}
         return {
             "sql": sql,
             "tables": out,
@@ -386,7 +388,13 @@ class SandboxRunner:
 def _load_allowance(job: dict[str, Any]) -> float:
     """Extra seconds to load the tables before the query's own clock starts (about 1 s per 100 MB)."""
     size = sum(
-        len(s["data"]) if s.get("data") is not None else _file_size(s["path"]) if s.get("path") else 0
+        len(s["data"])
+        if s.get("data") is not None
+        else s["size"]
+        if s.get("segments") is not None
+        else _file_size(s["path"])
+        if s.get("path")
+        else 0
         for s in job["tables"].values()
     )
     return 1.0 + size / 100e6
@@ -402,9 +410,11 @@ def _file_size(path: str) -> int:
 def _source(name: str, src: TableSource, cols: list[str] | None) -> dict[str, Any]:
     if isinstance(src, ParquetBytes):
         return {"data": src.data, "columns": cols}
+    if isinstance(src, ParquetRanges):
+        return {"size": src.size, "segments": list(src.segments), "columns": cols}
     if isinstance(src, ParquetFile):
         return {"path": os.fspath(src.path), "columns": cols}
-    raise Invalid(f"table '{name}': a source must be ParquetFile, ParquetBytes or Cached")
+    raise Invalid(f"table '{name}': a source must be ParquetFile, ParquetBytes, ParquetRanges or Cached")
 
 
 def _error(kind: str, payload: Any, lim: Limits) -> DomainError:

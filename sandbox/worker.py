@@ -58,9 +58,17 @@ def _load(source: dict[str, Any], columns: list[str] | None) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    # Decrypted bytes are read from memory; they never touch a file in this process.
+    from sandbox.parquet_ranges import assemble
+
+    # Decrypted bytes are read from memory; they never touch a file in this process. Ranges hold only
+    # the footer and the job's columns (the rest of the file image is zeros, never read for them).
     # ParquetFile.read, not read_table: the latter imports pyarrow.dataset (seconds) and globs paths.
-    src = pa.BufferReader(source["data"]) if source.get("data") is not None else source["path"]
+    if source.get("segments") is not None:
+        src: Any = pa.BufferReader(pa.py_buffer(assemble(int(source["size"]), source["segments"])))
+    elif source.get("data") is not None:
+        src = pa.BufferReader(source["data"])
+    else:
+        src = source["path"]
     with pq.ParquetFile(src) as f:
         return f.read(columns=columns)
 
@@ -74,7 +82,7 @@ def _table(source: dict[str, Any], cache: TableCache | None) -> Any | None:
         hit = cache.get(key, columns)
         if hit is not None:
             return hit
-    if source.get("data") is None and source.get("path") is None:
+    if source.get("data") is None and source.get("path") is None and source.get("segments") is None:
         return None
     table = _load(source, columns)
     if cache is not None and key is not None and columns is not None and source.get("store"):

@@ -18,6 +18,7 @@ from common.actor import Actor
 from common.errors import Conflict
 from policies import masking, vocabulary
 from sandbox import grants
+from sandbox.parquet_ranges import ParquetRanges, PlainFile, read_columns
 
 PREVIEW_ROWS = 10
 
@@ -36,7 +37,21 @@ def parquet_bytes(ds: Dataset, v: DatasetVersion, *, keyring: Any, data_dir: Pat
     return path.read_bytes()
 
 
-def read_frame(data: bytes, columns: list[str], *, limit: int | None = None, offset: int = 0) -> pd.DataFrame:
+def parquet_columns(
+    ds: Dataset, v: DatasetVersion, columns: list[str] | set[str], *, keyring: Any, data_dir: Path
+) -> ParquetRanges:
+    """Only `columns` of the version (and its footer): at rest, only the chunks holding them are decrypted."""
+    path = storage.raw_path(data_dir, ds.code, v.number, encrypted=v.encrypted)
+    if v.encrypted:
+        with keyring.open_file(path, aad=publish.at_rest_aad(ds.code, v.content_digest)) as reader:
+            return read_columns(reader, columns)
+    with PlainFile(path) as plain:
+        return read_columns(plain, columns)
+
+
+def read_frame(
+    data: bytes | bytearray, columns: list[str], *, limit: int | None = None, offset: int = 0
+) -> pd.DataFrame:
     """Some columns (and optionally a row window) of a Parquet file held in memory."""
     table = pq.ParquetFile(pa.BufferReader(data)).read(columns=columns)
     if limit is not None:
@@ -123,7 +138,8 @@ def workspace(
             }
             if ds.current_version is not None:
                 v = current_version(session, ds)
-                frame = read_frame(parquet_bytes(ds, v, keyring=keyring, data_dir=data_dir), cols, limit=preview_rows)
+                ranges = parquet_columns(ds, v, cols, keyring=keyring, data_dir=data_dir)
+                frame = read_frame(ranges.assemble(), cols, limit=preview_rows)
                 tags = grants.fields_of(ds)
                 masked = masking.mask_frame(frame, {c: tags[c] for c in cols}, "sandbox", key)
                 entry.update({"rows": v.rows, "preview": jsonable_rows(masked)})

@@ -21,8 +21,9 @@ class Loader:
     def __init__(self, table: pa.Table) -> None:
         self.data, self.calls = parquet_bytes(table), 0
 
-    def __call__(self) -> ParquetBytes:
+    def __call__(self, columns: list[str] | None = None) -> ParquetBytes:
         self.calls += 1
+        self.columns = columns
         return ParquetBytes(self.data)
 
 

@@ -36,13 +36,13 @@ def fresh_runner(sandbox_runner):
 def loads(monkeypatch):
     """How often the service decrypted a dataset version into memory."""
     calls: list[str] = []
-    real = workspaces.parquet_bytes
+    real = workspaces.parquet_columns
 
-    def counting(ds, v, **kw):
+    def counting(ds, v, columns, **kw):
         calls.append(f"{ds.code}/v{v.number}")
-        return real(ds, v, **kw)
+        return real(ds, v, columns, **kw)
 
-    monkeypatch.setattr(workspaces, "parquet_bytes", counting)
+    monkeypatch.setattr(workspaces, "parquet_columns", counting)
     return calls
 
 
