@@ -198,6 +198,7 @@ class SandboxRunner:
         self._lock = threading.Lock()
         self._all: set[_Worker] = set()
         self._closed = False
+        self._preloads: list[threading.Thread] = []
 
     def __enter__(self) -> SandboxRunner:
         return self
@@ -240,6 +241,53 @@ class SandboxRunner:
                     self._idle.remove(w)
                     self._all.discard(w)
                     w.kill()
+
+    def preload(self, tables: dict[str, Cached], columns: dict[str, set[str]]) -> bool:
+        """Load these tables into an idle worker's warm cache now (when a workspace is opened), so the
+        grant's first query is served warm. Never waits for a worker and never runs the caller's SQL: if
+        every worker is busy, or the grant is forgotten, or nothing is kept warm, it does nothing (False)."""
+        if self._closed or self.cache_mb <= 0 or not tables:
+            return False
+        with self._lock:
+            if {src.key.grant_id for src in tables.values()} & self._forgotten:
+                return False
+        if not self._slots.acquire(blocking=False):
+            return False
+        try:
+            wanted = {src.key.astuple(): set(columns[name]) for name, src in tables.items()}
+            w = self._take(wanted)
+            if all(w.holds(k, c) for k, c in wanted.items()):
+                self._give_back(w)
+                return True
+            lim = self.limits
+            reply = self._call(w, self._job(w, "SELECT 1 AS loaded", dict(tables), columns, lim), lim)
+            if reply[0] in ("killed", "crashed") or not w.alive:
+                self._discard(w)
+                return False
+            self._settle(w, reply[2])
+            self._give_back(w)
+            return reply[0] == "ok"
+        finally:
+            self._slots.release()
+
+    def preload_in_background(self, tables: dict[str, Cached], columns: dict[str, set[str]]) -> threading.Thread:
+        """preload() on a thread of its own: the caller (a page or API request) does not wait for it."""
+        t = threading.Thread(target=self._preload_quietly, args=(tables, columns), daemon=True, name="preload")
+        with self._lock:
+            self._preloads = [p for p in self._preloads if p.is_alive()] + [t]
+        t.start()
+        return t
+
+    def wait_preloads(self, timeout: float = 60.0) -> None:
+        """Wait for background preloads to finish (tests, benchmarks, shutdown)."""
+        with self._lock:
+            pending = list(self._preloads)
+        for t in pending:
+            t.join(timeout)
+
+    def _preload_quietly(self, tables: dict[str, Cached], columns: dict[str, set[str]]) -> None:
+        with contextlib.suppress(Exception):  # a failed preload only means the first query loads instead
+            self.preload(tables, columns)
 
     def run(
         self,
