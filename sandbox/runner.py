@@ -199,6 +199,7 @@ class SandboxRunner:
         self._all: set[_Worker] = set()
         self._closed = False
         self._preloads: list[threading.Thread] = []
+        self._preloading: set[tuple[int, str, int, str]] = set()  # keys a background preload is loading
 
     def __enter__(self) -> SandboxRunner:
         return self
@@ -270,13 +271,20 @@ class SandboxRunner:
         finally:
             self._slots.release()
 
-    def preload_in_background(self, tables: dict[str, Cached], columns: dict[str, set[str]]) -> threading.Thread:
-        """preload() on a thread of its own: the caller (a page or API request) does not wait for it."""
-        t = threading.Thread(target=self._preload_quietly, args=(tables, columns), daemon=True, name="preload")
+    def preload_in_background(self, tables: dict[str, Cached], columns: dict[str, set[str]]) -> bool:
+        """preload() on a thread of its own: the caller (a page or API request) does not wait for it. A
+        workspace opened again while its preload runs starts no second one (False)."""
+        keys = frozenset(src.key.astuple() for src in tables.values())
         with self._lock:
+            if keys & self._preloading:
+                return False
+            self._preloading |= keys
+            t = threading.Thread(
+                target=self._preload_quietly, args=(tables, columns, keys), daemon=True, name="preload"
+            )
             self._preloads = [p for p in self._preloads if p.is_alive()] + [t]
         t.start()
-        return t
+        return True
 
     def wait_preloads(self, timeout: float = 60.0) -> None:
         """Wait for background preloads to finish (tests, benchmarks, shutdown)."""
@@ -285,9 +293,13 @@ class SandboxRunner:
         for t in pending:
             t.join(timeout)
 
-    def _preload_quietly(self, tables: dict[str, Cached], columns: dict[str, set[str]]) -> None:
-        with contextlib.suppress(Exception):  # a failed preload only means the first query loads instead
-            self.preload(tables, columns)
+    def _preload_quietly(self, tables: dict[str, Cached], columns: dict[str, set[str]], keys: frozenset) -> None:
+        try:
+            with contextlib.suppress(Exception):  # a failed preload only means the first query loads instead
+                self.preload(tables, columns)
+        finally:
+            with self._lock:
+                self._preloading -= keys
 
     def run(
         self,
