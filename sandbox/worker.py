@@ -70,7 +70,34 @@ def _load(source: dict[str, Any], columns: list[str] | None) -> Any:
     else:
         src = source["path"]
     with pq.ParquetFile(src) as f:
+        meta = f.metadata
+    with pq.ParquetFile(src, metadata=meta, read_dictionary=_dictionary_columns(meta, columns)) as f:
         return f.read(columns=columns)
+
+
+def _dictionary_columns(meta: Any, columns: list[str] | None) -> list[str]:
+    """Text columns stored dictionary-encoded throughout (codes, categories): read as Arrow dictionaries,
+    which skips expanding every value (~20 ms per 1M rows and column) and holds less in the cache; DuckDB
+    sees them as VARCHAR all the same. Fewer than 4 stored bytes a value means the data pages hold only
+    dictionary indices (a plain string takes at least its 4-byte length)."""
+    if meta.num_row_groups == 0:
+        return []
+    out = []
+    first = meta.row_group(0)
+    for c in range(first.num_columns):
+        name = first.column(c).path_in_schema
+        if columns is not None and name not in columns:
+            continue
+        chunks = [meta.row_group(rg).column(c) for rg in range(meta.num_row_groups)]
+        if all(
+            ch.physical_type == "BYTE_ARRAY"
+            and ch.has_dictionary_page
+            and ch.num_values > 0
+            and ch.total_uncompressed_size < 4 * ch.num_values
+            for ch in chunks
+        ):
+            out.append(name)
+    return out
 
 
 def _table(source: dict[str, Any], cache: TableCache | None) -> Any | None:
