@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-import multiprocessing
 import os
 import tempfile
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -117,80 +114,6 @@ def decrypt_file_to_bytes(
     return buf.getvalue()
 
 
-# SM4 in `cryptography` holds the GIL, so threads do not decrypt in parallel: a read of many chunks hands
-# half of them to one helper process (the gateway's own, never a sandbox worker) and opens the other half
-# here meanwhile. Below this many chunks the round trip is not worth it.
-PARALLEL_MIN_CHUNKS = 4
-_helper_lock = threading.Lock()
-_helper: ProcessPoolExecutor | None = None
-_helper_ready: Future[None] | None = None
-
-
-def start_helper() -> None:
-    """Start the decryption helper process in the background (idempotent); reads use it once it is up."""
-    global _helper, _helper_ready
-    with _helper_lock:
-        if _helper is None and (os.cpu_count() or 1) > 1:
-            _helper = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            _helper_ready = _helper.submit(_noop)
-
-
-def wait_helper(timeout: float = 60.0) -> bool:
-    """Start the helper and wait until it can take work (warm-up, tests); False if it could not start."""
-    start_helper()
-    with _helper_lock:
-        ready = _helper_ready
-    if ready is None:
-        return False
-    try:
-        ready.result(timeout)
-    except Exception:
-        return False
-    return True
-
-
-def stop_helper() -> None:
-    global _helper, _helper_ready
-    with _helper_lock:
-        pool, _helper, _helper_ready = _helper, None, None
-    if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _ready_helper() -> ProcessPoolExecutor | None:
-    """The helper if it has started (a read never waits for it to start), else None and start it."""
-    with _helper_lock:
-        pool, ready = _helper, _helper_ready
-    if pool is None:
-        start_helper()
-        return None
-    if ready is None or not ready.done() or ready.exception() is not None:
-        return None
-    return pool
-
-
-def _noop() -> None:
-    return None
-
-
-def _open_in_helper(
-    path: str, key: bytes, prefix: bytes, chunk: int, body: int, count: int, indices: list[int]
-) -> list[bytes]:
-    """Runs in the helper process: open these chunks of the file (each authenticated) and return them."""
-    alg = _stream.algorithms.SM4(key)
-    step = chunk + _stream.TAG_SIZE
-    out = []
-    with open(path, "rb") as f:
-        for index in indices:
-            f.seek(body + index * step)
-            data = _stream.read_full(f, step)
-            final = index == count - 1
-            if not final and len(data) != step:
-                raise DecryptionFailed("stream is truncated")
-            out.append(_stream.decrypt_chunk(alg, prefix, index, final, data))
-    return out
-
-
 class RangeReader:
     """Random access to the plaintext of a file at rest: decrypts only the chunks a byte range covers.
 
@@ -212,14 +135,11 @@ class RangeReader:
                 raise DecryptionFailed("encrypted data file header is damaged")
             self._body = _FIXED + wlen
             self._prefix = _prefix(fixed + wrapped, aad)
-            self._path = os.fspath(path)
-            self._raw_key = bytes(unwrap(wrapped))
-            self._key = _stream.algorithms.SM4(self._raw_key)
+            self._key = _stream.algorithms.SM4(bytes(unwrap(wrapped)))
             body = os.fstat(self._f.fileno()).st_size - self._body
             step = self._chunk + _stream.TAG_SIZE
             self._count = max(1, -(-body // step))
             self._plain: dict[int, bytes] = {}  # opened chunks, by index
-            self.helper_chunks = 0  # how many of them the helper process opened
             last = self._open(self._count - 1)
             self.size = (self._count - 1) * self._chunk + len(last)
         except BaseException:
@@ -235,33 +155,6 @@ class RangeReader:
     def close(self) -> None:
         self._f.close()
         self._plain.clear()
-        self._raw_key = b""
-
-    def prefetch(self, spans: Iterable[tuple[int, int]]) -> None:
-        """Open every chunk these (offset, length) spans touch, half of them in the helper process when
-        there are enough; later reads of the spans then decrypt nothing."""
-        wanted = sorted(
-            {i for off, n in spans if n > 0 for i in range(off // self._chunk, (off + n - 1) // self._chunk + 1)}
-            - set(self._plain)
-        )
-        pool = _ready_helper() if len(wanted) >= PARALLEL_MIN_CHUNKS else None
-        if pool is None:
-            for i in wanted:
-                self._open(i)
-            return
-        mine, theirs = wanted[: len(wanted) // 2], wanted[len(wanted) // 2 :]
-        args = (self._path, self._raw_key, self._prefix, self._chunk, self._body, self._count, theirs)
-        future = pool.submit(_open_in_helper, *args)
-        for i in mine:
-            self._open(i)
-        try:
-            opened = future.result()
-            self.helper_chunks += len(opened)
-        except DecryptionFailed:
-            raise
-        except Exception:  # the helper died or could not run: open the rest here
-            opened = [self._open(i) for i in theirs]
-        self._plain.update(zip(theirs, opened, strict=True))
 
     def _open(self, index: int) -> bytes:
         got = self._plain.get(index)

@@ -21,7 +21,7 @@ _MAGIC = b"PAR1"
 
 
 class Reader(Protocol):
-    size: int  # optional: prefetch(spans), to open many ranges at once
+    size: int
 
     def read(self, offset: int, length: int) -> bytes: ...
 
@@ -101,9 +101,6 @@ def read_columns(reader: Reader, columns: list[str] | set[str]) -> ParquetRanges
             merged[-1][1] = max(merged[-1][1], end)
         else:
             merged.append([start, end])
-    prefetch = getattr(reader, "prefetch", None)
-    if prefetch is not None:  # decrypt all the column chunks at once (in parallel where it pays)
-        prefetch([(start, end - start) for start, end in merged if 4 <= start < end <= size - 8 - footer_len])
     segments = [(0, _MAGIC)]
     for start, end in merged:
         if start < 4 or end > size - 8 - footer_len:

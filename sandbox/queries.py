@@ -30,7 +30,7 @@ from catalog.models import Dataset
 from common import clock
 from common.actor import Actor
 from common.errors import Conflict, Denied, DomainError, Invalid, NotFound
-from gmcrypto import atrest, sm3
+from gmcrypto import sm3
 from policies import vocabulary
 from sandbox import grants, output_control, sqlguard, workspaces
 from sandbox.budget import GrantBudget
@@ -71,7 +71,6 @@ def shutdown_runner() -> None:
         if _RUNNER is not None:
             _RUNNER.close()
             _RUNNER = None
-    atrest.stop_helper()
 
 
 def output_rules() -> output_control.OutputRules:

@@ -20,7 +20,6 @@ from typing import Any
 import pyarrow as pa
 
 from common.errors import DomainError, Invalid, Timeout, TooLarge
-from gmcrypto import atrest
 from sandbox import worker
 from sandbox.parquet_ranges import ParquetRanges
 
@@ -209,9 +208,7 @@ class SandboxRunner:
         self.close()
 
     def warm_up(self) -> None:
-        """Start one worker now, so the first query does not pay for the process start (and, in the
-        background, the helper that decrypts at-rest chunks in parallel)."""
-        atrest.start_helper()
+        """Start one worker now, so the first query does not pay for the process start."""
         with self._slots:
             self._give_back(self._take({}))
 

@@ -6,7 +6,6 @@ import random
 
 import pytest
 
-from gmcrypto import atrest
 from gmcrypto.errors import DecryptionFailed
 from gmcrypto.keys import Keyring
 
@@ -67,29 +66,3 @@ def test_cut_extended_reordered_flipped_or_moved_files_fail(tmp_path):
         r.read(0, CHUNK)  # chunk 0 is intact
         with pytest.raises(DecryptionFailed):
             r.read(CHUNK, 1)
-
-
-@pytest.fixture
-def helper():
-    assert atrest.wait_helper()
-    yield
-    atrest.stop_helper()
-
-
-def test_many_chunks_are_opened_half_in_the_helper_process_with_the_same_result(tmp_path, helper):
-    ring, data = Keyring.generate(), os.urandom(40 * CHUNK + 7)
-    with ring.open_file(_sealed(tmp_path, ring, data), aad=b"ds:people/v1") as r:
-        r.prefetch([(CHUNK + 5, 20 * CHUNK), (30 * CHUNK, 3 * CHUNK)])
-        assert r.chunks_opened == 1 + 21 + 3 and r.helper_chunks == 12
-        assert r.read(CHUNK + 5, 20 * CHUNK) == data[CHUNK + 5 : 21 * CHUNK + 5]
-        assert r.read(0, len(data)) == data
-
-
-def test_a_flipped_chunk_in_the_helpers_half_still_fails(tmp_path, helper):
-    ring = Keyring.generate()
-    blob = bytearray(_sealed(tmp_path, ring, os.urandom(40 * CHUNK), aad=b"a").read_bytes())
-    header = 12 + int.from_bytes(blob[10:12], "big")
-    blob[header + 30 * (CHUNK + 16) + 1] ^= 1  # chunk 30: in the upper half, which the helper opens
-    (tmp_path / "flipped").write_bytes(bytes(blob))
-    with ring.open_file(tmp_path / "flipped", aad=b"a") as r, pytest.raises(DecryptionFailed):
-        r.prefetch([(0, 40 * CHUNK)])
