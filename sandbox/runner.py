@@ -261,7 +261,7 @@ class SandboxRunner:
                 self._give_back(w)
                 return True
             lim = self.limits
-            reply = self._call(w, self._job(w, "SELECT 1 AS loaded", dict(tables), columns, lim), lim)
+            reply = self._call(w, self._job(w, None, dict(tables), columns, lim), lim)  # no SQL: load only
             if reply[0] in ("killed", "crashed") or not w.alive:
                 self._discard(w)
                 return False
@@ -395,7 +395,7 @@ class SandboxRunner:
     def _job(
         self,
         w: _Worker,
-        sql: str,
+        sql: str | None,
         tables: dict[str, Source],
         columns: dict[str, set[str]] | None,
         lim: Limits,
