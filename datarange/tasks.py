@@ -98,7 +98,9 @@ def emergency_read(
         v = workspaces.current_version(session, ds)
         act.dataset_version = v.number
         frame = workspaces.read_frame(
-            workspaces.parquet_bytes(ds, v, keyring=keyring, data_dir=data_dir), columns, limit=20
+            workspaces.parquet_columns(ds, v, columns, keyring=keyring, data_dir=data_dir).assemble(),
+            columns,
+            limit=20,
         )
         rows = workspaces.jsonable_rows(masking.mask_frame(frame, tags, "share", os.urandom(16)))
         act.outcome.update({"rows": len(rows), "columns": len(columns), "emergency": True})

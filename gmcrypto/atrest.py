@@ -112,3 +112,78 @@ def decrypt_file_to_bytes(
     with _reader(src) as fin:
         decrypt_stream(fin, buf, unwrap=unwrap, aad=aad)
     return buf.getvalue()
+
+
+class RangeReader:
+    """Random access to the plaintext of a file at rest: decrypts only the chunks a byte range covers.
+
+    Chunks are independent (each has its own nonce, AAD and tag), so any subset can be opened. The final
+    chunk is opened here, on open: it is authenticated with the final flag at the position the file's
+    length implies, so a file cut or extended at any point fails before `size` is trusted.
+    """
+
+    def __init__(self, path: Path, *, unwrap: Callable[[bytes], bytes], aad: bytes = b"") -> None:
+        self._f = Path(path).open("rb")  # noqa: SIM115 - closed by close() / the context manager
+        try:
+            fixed = _stream.read_full(self._f, _FIXED)
+            if len(fixed) != _FIXED or fixed[:4] != MAGIC or fixed[4] != VERSION:
+                raise DecryptionFailed("not an encrypted data file (or an unknown version)")
+            self._chunk = int.from_bytes(fixed[6:10], "big")
+            wlen = int.from_bytes(fixed[10:12], "big")
+            wrapped = _stream.read_full(self._f, wlen)
+            if len(wrapped) != wlen or not 16 <= self._chunk <= _stream.MAX_CHUNK:
+                raise DecryptionFailed("encrypted data file header is damaged")
+            self._body = _FIXED + wlen
+            self._prefix = _prefix(fixed + wrapped, aad)
+            self._key = _stream.algorithms.SM4(bytes(unwrap(wrapped)))
+            body = os.fstat(self._f.fileno()).st_size - self._body
+            step = self._chunk + _stream.TAG_SIZE
+            self._count = max(1, -(-body // step))
+            self._plain: dict[int, bytes] = {}  # opened chunks, by index
+            last = self._open(self._count - 1)
+            self.size = (self._count - 1) * self._chunk + len(last)
+        except BaseException:
+            self._f.close()
+            raise
+
+    def __enter__(self) -> RangeReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._f.close()
+        self._plain.clear()
+
+    def _open(self, index: int) -> bytes:
+        got = self._plain.get(index)
+        if got is None:
+            step = self._chunk + _stream.TAG_SIZE
+            self._f.seek(self._body + index * step)
+            data = _stream.read_full(self._f, step)
+            final = index == self._count - 1
+            if not final and len(data) != step:
+                raise DecryptionFailed("stream is truncated")
+            got = self._plain[index] = _stream.decrypt_chunk(self._key, self._prefix, index, final, data)
+        return got
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Plaintext bytes [offset, offset + length), every chunk they touch authenticated first."""
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise ValueError("range outside the file")
+        if length == 0:
+            return b""
+        first, last = offset // self._chunk, (offset + length - 1) // self._chunk
+        joined = b"".join(self._open(i) for i in range(first, last + 1))
+        start = offset - first * self._chunk
+        return joined[start : start + length]
+
+    @property
+    def chunks_opened(self) -> int:
+        return len(self._plain)
+
+    @property
+    def bytes_opened(self) -> int:
+        """Plaintext bytes decrypted so far (whole chunks)."""
+        return sum(len(c) for c in self._plain.values())

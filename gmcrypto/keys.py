@@ -305,5 +305,9 @@ class Keyring:
         """Decrypt a file at rest into memory only."""
         return atrest.decrypt_file_to_bytes(src, unwrap=self.unwrap_data_key, aad=aad)
 
+    def open_file(self, path: Path, *, aad: bytes = b"") -> atrest.RangeReader:
+        """Random access to a file at rest: only the chunks a read touches are decrypted (and authenticated)."""
+        return atrest.RangeReader(path, unwrap=self.unwrap_data_key, aad=aad)
+
     def __repr__(self) -> str:  # never show key material
         return f"Keyring(signing={self._signing.key_id!r}, kek={self._active_kek!r}, dir={self._dir!s})"

@@ -35,7 +35,7 @@ from policies import vocabulary
 from sandbox import grants, output_control, sqlguard, workspaces
 from sandbox.budget import GrantBudget
 from sandbox.models import Grant, Query
-from sandbox.runner import Cached, CacheKey, Limits, ParquetBytes, SandboxRunner, Source
+from sandbox.runner import Cached, CacheKey, Limits, ParquetBytes, SandboxRunner, Source, TableSource
 
 Uow = Callable[..., AbstractContextManager[Session]]
 # Names in the vocabulary's allowed_functions -> the aggregate names the guard reports.
@@ -300,7 +300,8 @@ def run_query(
     if p.sql is None:
         return p.query
     try:
-        # Decrypted only when the worker does not already hold this grant's view of this version warm.
+        # Decrypted only when the worker does not already hold this grant's view of this version warm, and
+        # then only the chunks that hold the columns the query reads.
         tables: dict[str, Source] = {
             t: Cached(
                 CacheKey(p.grant.id or 0, c, p.versions[c].number, p.versions[c].content_digest),
@@ -363,8 +364,35 @@ def _read(uow: Uow) -> AbstractContextManager[Session]:
         return uow()
 
 
-def _decrypted(ds: Dataset, v: Any, keyring: Any, data_dir: Path) -> ParquetBytes:
-    return ParquetBytes(workspaces.parquet_bytes(ds, v, keyring=keyring, data_dir=data_dir))
+def preloader(keyring: Any, data_dir: Path, runner: SandboxRunner | None = None) -> workspaces.Preload:
+    """What an opened workspace calls, after the decision point allowed it, to warm the grant's tables in a
+    worker in the background: the granted columns plus the identity column queries count individuals by."""
+
+    def preload(grant_id: int, tables: list[tuple[str, Dataset, Any, list[str]]]) -> None:
+        sources: dict[str, Cached] = {}
+        columns: dict[str, set[str]] = {}
+        for name, ds, v, cols in tables:
+            ident = identity_column(ds)
+            columns[name] = set(cols) | ({ident} if ident else set())
+            ref = workspaces.VersionRef.of(ds, v)  # plain values: the thread never touches the session
+            sources[name] = Cached(
+                CacheKey(grant_id, ref.code, ref.number, ref.content_digest),
+                functools.partial(_ref_columns, ref, keyring, data_dir),
+            )
+        if sources:
+            (runner or default_runner()).preload_in_background(sources, columns)
+
+    return preload
+
+
+def _ref_columns(ref: workspaces.VersionRef, keyring: Any, data_dir: Path, columns: list[str] | None) -> TableSource:
+    return ref.columns(columns or [], keyring=keyring, data_dir=data_dir)
+
+
+def _decrypted(ds: Dataset, v: Any, keyring: Any, data_dir: Path, columns: list[str] | None) -> TableSource:
+    if columns is None:
+        return ParquetBytes(workspaces.parquet_bytes(ds, v, keyring=keyring, data_dir=data_dir))
+    return workspaces.parquet_columns(ds, v, columns, keyring=keyring, data_dir=data_dir)
 
 
 def _stale_grants(s: Session, runner: Any, *, keep: int) -> set[int]:

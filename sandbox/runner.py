@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from common.errors import DomainError, Invalid, Timeout, TooLarge
 from sandbox import worker
+from sandbox.parquet_ranges import ParquetRanges
 
 
 class WorkerCrashed(DomainError):
@@ -61,7 +62,7 @@ class ParquetBytes:
     data: bytes = field(repr=False)
 
 
-TableSource = ParquetFile | ParquetBytes
+TableSource = ParquetFile | ParquetBytes | ParquetRanges
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,11 @@ class CacheKey:
 
 @dataclass(frozen=True)
 class Cached:
-    """A table the worker may keep decoded; `load` (e.g. decrypt into memory) is called only on a miss."""
+    """A table the worker may keep decoded; `load` (e.g. decrypt into memory) is called only on a miss,
+    with the columns the job needs (None: all), so a loader may read and decrypt just those."""
 
     key: CacheKey
-    load: Callable[[], TableSource] = field(repr=False, compare=False)
+    load: Callable[[list[str] | None], TableSource] = field(repr=False, compare=False)
 
 
 Source = TableSource | Cached
@@ -222,6 +224,8 @@ class SandboxRunner:
         self._lock = threading.Lock()
         self._all: set[_Worker] = set()
         self._closed = False
+        self._preloads: list[threading.Thread] = []
+        self._preloading: set[tuple[int, str, int, str]] = set()  # keys a background preload is loading
 
     def __enter__(self) -> SandboxRunner:
         return self
@@ -280,6 +284,64 @@ class SandboxRunner:
                     self._idle.remove(w)
                     self._all.discard(w)
                     w.kill()
+
+    def preload(self, tables: dict[str, Cached], columns: dict[str, set[str]]) -> bool:
+        """Load these tables into an idle worker's warm cache now (when a workspace is opened), so the
+        grant's first query is served warm. Never waits for a worker and never runs the caller's SQL: if
+        every worker is busy, or the grant is forgotten, or nothing is kept warm, it does nothing (False)."""
+        if self._closed or self.cache_mb <= 0 or not tables:
+            return False
+        with self._lock:
+            if {src.key.grant_id for src in tables.values()} & self._forgotten:
+                return False
+        if not self._slots.acquire(blocking=False):
+            return False
+        try:
+            wanted = {src.key.astuple(): set(columns[name]) for name, src in tables.items()}
+            w = self._take(wanted)
+            if all(w.holds(k, c) for k, c in wanted.items()):
+                self._give_back(w)
+                return True
+            lim = self.limits
+            reply = self._call(w, self._job(w, None, dict(tables), columns, lim), lim)  # no SQL: load only
+            if reply[0] in ("killed", "crashed") or not w.alive:
+                self._discard(w)
+                return False
+            self._settle(w, reply[2])
+            self._give_back(w)
+            return reply[0] == "ok"
+        finally:
+            self._slots.release()
+
+    def preload_in_background(self, tables: dict[str, Cached], columns: dict[str, set[str]]) -> bool:
+        """preload() on a thread of its own: the caller (a page or API request) does not wait for it. A
+        workspace opened again while its preload runs starts no second one (False)."""
+        keys = frozenset(src.key.astuple() for src in tables.values())
+        with self._lock:
+            if keys & self._preloading:
+                return False
+            self._preloading |= keys
+            t = threading.Thread(
+                target=self._preload_quietly, args=(tables, columns, keys), daemon=True, name="preload"
+            )
+            self._preloads = [p for p in self._preloads if p.is_alive()] + [t]
+        t.start()
+        return True
+
+    def wait_preloads(self, timeout: float = 60.0) -> None:
+        """Wait for background preloads to finish (tests, benchmarks, shutdown)."""
+        with self._lock:
+            pending = list(self._preloads)
+        for t in pending:
+            t.join(timeout)
+
+    def _preload_quietly(self, tables: dict[str, Cached], columns: dict[str, set[str]], keys: frozenset) -> None:
+        try:
+            with contextlib.suppress(Exception):  # a failed preload only means the first query loads instead
+                self.preload(tables, columns)
+        finally:
+            with self._lock:
+                self._preloading -= keys
 
     def run(
         self,
@@ -375,7 +437,7 @@ class SandboxRunner:
     def _job(
         self,
         w: _Worker,
-        sql: str,
+        sql: str | None,
         tables: dict[str, Source],
         columns: dict[str, set[str]] | None,
         lim: Limits,
@@ -391,11 +453,11 @@ class SandboxRunner:
                 out[name] = _source(name, src, cols)
                 continue
             if src.key.grant_id in forgotten or cols is None or self.cache_mb <= 0:
-                out[name] = _source(name, src.load(), cols)  # used once, never kept
+                out[name] = _source(name, src.load(cols), cols)  # used once, never kept
             elif not load_all and w.holds(src.key.astuple(), set(cols)):
                 out[name] = {"key": src.key.astuple(), "columns": cols}
             else:
-                out[name] = {**_source(name, src.load(), cols), "key": src.key.astuple(), "store": True}
+                out[name] = {**_source(name, src.load(cols), cols), "key": src.key.astuple(), "store": True}
         return {
             "sql": sql,
             "tables": out,
@@ -428,7 +490,13 @@ class SandboxRunner:
 def _load_allowance(job: dict[str, Any]) -> float:
     """Extra seconds to load the tables before the query's own clock starts (about 1 s per 100 MB)."""
     size = sum(
-        len(s["data"]) if s.get("data") is not None else _file_size(s["path"]) if s.get("path") else 0
+        len(s["data"])
+        if s.get("data") is not None
+        else s["size"]
+        if s.get("segments") is not None
+        else _file_size(s["path"])
+        if s.get("path")
+        else 0
         for s in job["tables"].values()
     )
     return 1.0 + size / 100e6
@@ -444,9 +512,11 @@ def _file_size(path: str) -> int:
 def _source(name: str, src: TableSource, cols: list[str] | None) -> dict[str, Any]:
     if isinstance(src, ParquetBytes):
         return {"data": src.data, "columns": cols}
+    if isinstance(src, ParquetRanges):
+        return {"size": src.size, "segments": list(src.segments), "columns": cols}
     if isinstance(src, ParquetFile):
         return {"path": os.fspath(src.path), "columns": cols}
-    raise Invalid(f"table '{name}': a source must be ParquetFile, ParquetBytes or Cached")
+    raise Invalid(f"table '{name}': a source must be ParquetFile, ParquetBytes, ParquetRanges or Cached")
 
 
 def _error(kind: str, payload: Any, lim: Limits) -> DomainError:

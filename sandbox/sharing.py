@@ -162,7 +162,7 @@ def read_shared(
         v = workspaces.current_version(session, ds)
         act.dataset_version = v.number
         frame = workspaces.read_frame(
-            workspaces.parquet_bytes(ds, v, keyring=keyring, data_dir=data_dir),
+            workspaces.parquet_columns(ds, v, cols, keyring=keyring, data_dir=data_dir).assemble(),
             cols,
             limit=limit,
             offset=offset,

@@ -58,11 +58,46 @@ def _load(source: dict[str, Any], columns: list[str] | None) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    # Decrypted bytes are read from memory; they never touch a file in this process.
+    from sandbox.parquet_ranges import assemble
+
+    # Decrypted bytes are read from memory; they never touch a file in this process. Ranges hold only
+    # the footer and the job's columns (the rest of the file image is zeros, never read for them).
     # ParquetFile.read, not read_table: the latter imports pyarrow.dataset (seconds) and globs paths.
-    src = pa.BufferReader(source["data"]) if source.get("data") is not None else source["path"]
+    if source.get("segments") is not None:
+        src: Any = pa.BufferReader(pa.py_buffer(assemble(int(source["size"]), source["segments"])))
+    elif source.get("data") is not None:
+        src = pa.BufferReader(source["data"])
+    else:
+        src = source["path"]
     with pq.ParquetFile(src) as f:
+        meta = f.metadata
+    with pq.ParquetFile(src, metadata=meta, read_dictionary=_dictionary_columns(meta, columns)) as f:
         return f.read(columns=columns)
+
+
+def _dictionary_columns(meta: Any, columns: list[str] | None) -> list[str]:
+    """Text columns stored dictionary-encoded throughout (codes, categories): read as Arrow dictionaries,
+    which skips expanding every value (~20 ms per 1M rows and column) and holds less in the cache; DuckDB
+    sees them as VARCHAR all the same. Fewer than 4 stored bytes a value means the data pages hold only
+    dictionary indices (a plain string takes at least its 4-byte length)."""
+    if meta.num_row_groups == 0:
+        return []
+    out = []
+    first = meta.row_group(0)
+    for c in range(first.num_columns):
+        name = first.column(c).path_in_schema
+        if columns is not None and name not in columns:
+            continue
+        chunks = [meta.row_group(rg).column(c) for rg in range(meta.num_row_groups)]
+        if all(
+            ch.physical_type == "BYTE_ARRAY"
+            and ch.has_dictionary_page
+            and ch.num_values > 0
+            and ch.total_uncompressed_size < 4 * ch.num_values
+            for ch in chunks
+        ):
+            out.append(name)
+    return out
 
 
 def _table(source: dict[str, Any], cache: TableCache | None) -> Any | None:
@@ -74,7 +109,7 @@ def _table(source: dict[str, Any], cache: TableCache | None) -> Any | None:
         hit = cache.get(key, columns)
         if hit is not None:
             return hit
-    if source.get("data") is None and source.get("path") is None:
+    if source.get("data") is None and source.get("path") is None and source.get("segments") is None:
         return None
     table = _load(source, columns)
     if cache is not None and key is not None and columns is not None and source.get("store"):
@@ -136,6 +171,17 @@ def run_job(job: dict[str, Any], cache: TableCache | None = None, dbs: Databases
 
     limits = job["limits"]
     started = time.perf_counter()
+    if job["sql"] is None:  # a preload: decode the tables into the cache; no database, nothing run
+        try:
+            rows = 0
+            for name, source in job["tables"].items():
+                table = _table(source, cache)
+                if table is None:
+                    return _MISS, name
+                rows += table.num_rows
+            return "ok", {"rows_loaded": rows, "load_ms": (time.perf_counter() - started) * 1000}
+        except (OSError, ValueError, KeyError) as e:
+            return "source", f"a table source could not be read ({type(e).__name__})"
     own = dbs is None
     dbs = dbs or Databases()
     timer: threading.Timer | None = None

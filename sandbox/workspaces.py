@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from common.actor import Actor
 from common.errors import Conflict
 from policies import masking, vocabulary
 from sandbox import grants
+from sandbox.parquet_ranges import ParquetRanges, PlainFile, read_columns
 
 PREVIEW_ROWS = 10
 
@@ -36,7 +39,43 @@ def parquet_bytes(ds: Dataset, v: DatasetVersion, *, keyring: Any, data_dir: Pat
     return path.read_bytes()
 
 
-def read_frame(data: bytes, columns: list[str], *, limit: int | None = None, offset: int = 0) -> pd.DataFrame:
+@dataclass(frozen=True)
+class VersionRef:
+    """Where a published version lies and how it is sealed, as plain values (safe to use off the session)."""
+
+    code: str
+    number: int
+    encrypted: bool
+    content_digest: str
+
+    @classmethod
+    def of(cls, ds: Dataset, v: DatasetVersion) -> VersionRef:
+        return cls(ds.code, v.number, bool(v.encrypted), v.content_digest)
+
+    def columns(self, columns: list[str] | set[str], *, keyring: Any, data_dir: Path) -> ParquetRanges:
+        """Only `columns` of the version (and its footer): at rest, only the chunks holding them are decrypted."""
+        path = storage.raw_path(data_dir, self.code, self.number, encrypted=self.encrypted)
+        if self.encrypted:
+            with keyring.open_file(path, aad=publish.at_rest_aad(self.code, self.content_digest)) as reader:
+                return read_columns(reader, columns)
+        with PlainFile(path) as plain:
+            return read_columns(plain, columns)
+
+
+def parquet_columns(
+    ds: Dataset, v: DatasetVersion, columns: list[str] | set[str], *, keyring: Any, data_dir: Path
+) -> ParquetRanges:
+    """Only `columns` of the version (and its footer): at rest, only the chunks holding them are decrypted."""
+    return VersionRef.of(ds, v).columns(columns, keyring=keyring, data_dir=data_dir)
+
+
+# Called with (grant id, [(table name, dataset, version, granted columns)]) once a workspace was allowed.
+Preload = Callable[[int, list[tuple[str, Dataset, DatasetVersion, list[str]]]], None]
+
+
+def read_frame(
+    data: bytes | bytearray, columns: list[str], *, limit: int | None = None, offset: int = 0
+) -> pd.DataFrame:
     """Some columns (and optionally a row window) of a Parquet file held in memory."""
     table = pq.ParquetFile(pa.BufferReader(data)).read(columns=columns)
     if limit is not None:
@@ -83,8 +122,10 @@ def workspace(
     keyring: Any,
     data_dir: Path,
     preview_rows: int = PREVIEW_ROWS,
+    preload: Preload | None = None,
 ) -> dict[str, Any]:
-    """The granted tables with their dictionaries and previews masked for the sandbox (pseudonyms per grant)."""
+    """The granted tables with their dictionaries and previews masked for the sandbox (pseudonyms per grant).
+    With `preload`, the granted tables are also handed to it to be warmed for the first query."""
     g = grants.get(session, grant_id)
     datasets = grants.datasets_of(session, g.datasets)
     by_ds = grants.columns_by_dataset(g.columns)
@@ -109,6 +150,7 @@ def workspace(
     ) as outcome:
         key = grants.pseudonym_key(g, keyring)
         tables = []
+        warm: list[tuple[str, Dataset, DatasetVersion, list[str]]] = []
         for code, ds in datasets.items():
             cols = [c for c in grants.fields_of(ds) if c in by_ds.get(code, [])]
             entry: dict[str, Any] = {
@@ -123,12 +165,18 @@ def workspace(
             }
             if ds.current_version is not None:
                 v = current_version(session, ds)
-                frame = read_frame(parquet_bytes(ds, v, keyring=keyring, data_dir=data_dir), cols, limit=preview_rows)
+                ranges = parquet_columns(ds, v, cols, keyring=keyring, data_dir=data_dir)
+                frame = read_frame(ranges.assemble(), cols, limit=preview_rows)
                 tags = grants.fields_of(ds)
                 masked = masking.mask_frame(frame, {c: tags[c] for c in cols}, "sandbox", key)
                 entry.update({"rows": v.rows, "preview": jsonable_rows(masked)})
+                warm.append((names[code], ds, v, cols))
             tables.append(entry)
         outcome.update(
             {"grant": grant_id, "tables": len(tables), "preview_rows": sum(len(t["preview"]) for t in tables)}
         )
+        if preload is not None and warm:
+            outcome["preload"] = sorted(ds.code for _n, ds, _v, _c in warm)
+    if preload is not None and warm:
+        preload(grant_id, warm)  # only once the decision and its audit record went through
     return {"grant": grants.to_out(g), "tables": tables}

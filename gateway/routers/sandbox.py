@@ -207,7 +207,12 @@ def shared_rows(
 def workspace(grant_id: Id, c: PrincipalCtxDep) -> dict[str, Any]:
     with c.uow(read=True) as s:
         return workspaces.workspace(
-            s, actor=c.actor, grant_id=grant_id, keyring=c.state.keyring, data_dir=c.state.data_dir
+            s,
+            actor=c.actor,
+            grant_id=grant_id,
+            keyring=c.state.keyring,
+            data_dir=c.state.data_dir,
+            preload=queries.preloader(c.state.keyring, c.state.data_dir),  # the first query is then warm
         )
 
 

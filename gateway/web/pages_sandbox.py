@@ -104,7 +104,12 @@ def workspace(grant_id: int, w: WebDep, sql: str = "") -> Response:
     _role(w, "enterprise")
     with w.uow(read=True) as s:
         ws = workspaces.workspace(
-            s, actor=w.actor, grant_id=grant_id, keyring=w.state.keyring, data_dir=w.state.data_dir
+            s,
+            actor=w.actor,
+            grant_id=grant_id,
+            keyring=w.state.keyring,
+            data_dir=w.state.data_dir,
+            preload=queries.preloader(w.state.keyring, w.state.data_dir),  # the first query is then warm
         )
         qs = [queries.to_out(q) for q in queries.list_queries(s, actor=w.actor, grant_id=grant_id)]
     if not sql and ws["tables"]:

@@ -21,8 +21,9 @@ class Loader:
     def __init__(self, table: pa.Table) -> None:
         self.data, self.calls = parquet_bytes(table), 0
 
-    def __call__(self) -> ParquetBytes:
+    def __call__(self, columns: list[str] | None = None) -> ParquetBytes:
         self.calls += 1
+        self.columns = columns
         return ParquetBytes(self.data)
 
 
@@ -117,3 +118,16 @@ def test_each_job_gets_a_fresh_database_that_holds_none_of_the_last_jobs_tables(
     with pytest.raises(Invalid, match="Catalog"):
         warm_runner.run(COUNT, {})  # the database opened between jobs is empty, whatever the worker holds
     assert warm_runner.run("select current_setting('threads') as t", {}).rows == [{"t": 1}]
+
+
+def test_preload_warms_a_grant_and_never_a_forgotten_one(warm_runner, population) -> None:
+    load = Loader(population)
+    cols = {"population": {"gender", "id_number"}}
+    assert warm_runner.preload({"population": Cached(_key(1), load)}, cols)
+    assert load.calls == 1 and sorted(load.columns) == ["gender", "id_number"]
+    assert _count(warm_runner, _key(1), load) == 110
+    assert load.calls == 1  # the first query was served warm
+    warm_runner.forget_grants({2})
+    other = Loader(population)
+    assert not warm_runner.preload({"population": Cached(_key(2), other)}, cols)
+    assert other.calls == 0 and warm_runner.cached_grants() == {1}

@@ -34,15 +34,15 @@ def fresh_runner(sandbox_runner):
 
 @pytest.fixture
 def loads(monkeypatch):
-    """How often the service decrypted a dataset version into memory."""
+    """How often the service decrypted (columns of) a dataset version into memory."""
     calls: list[str] = []
-    real = workspaces.parquet_bytes
+    real = workspaces.VersionRef.columns
 
-    def counting(ds, v, **kw):
-        calls.append(f"{ds.code}/v{v.number}")
-        return real(ds, v, **kw)
+    def counting(self, columns, **kw):
+        calls.append(f"{self.code}/v{self.number}")
+        return real(self, columns, **kw)
 
-    monkeypatch.setattr(workspaces, "parquet_bytes", counting)
+    monkeypatch.setattr(workspaces.VersionRef, "columns", counting)
     return calls
 
 
@@ -112,3 +112,30 @@ def test_new_version_is_loaded_not_served_stale(world, fresh_runner, loads, tmp_
     assert (before["versions"], after["versions"]) == ({POP: 1}, {POP: 2})
     assert (before["rows_scanned"], after["rows_scanned"]) == (300, 120)
     assert {k[2] for k in fresh_runner.cached_keys()} == {2}  # the old version's table is gone
+
+
+def test_opening_the_workspace_preloads_so_the_first_query_is_warm(world, fresh_runner, loads):
+    w = world
+    a = approve_all(w, apply(w, {POP: ["gender"]}))
+    assert w.get(w.ent, f"/workspaces/{a}").status_code == 200
+    fresh_runner.wait_preloads()
+    assert loads == [f"{POP}/v1", f"{POP}/v1"]  # the preview's columns, then the preload
+    assert fresh_runner.cached_grants() == {a}
+    first = _query(w, a)
+    assert first.status_code == 201 and first.json()["decision"] == "released"
+    assert len(loads) == 2  # served warm
+    opened = [r for r in audit_rows(w.state.engine, action="workspace:query") if "preload" in r.outcome]
+    assert [r.outcome["preload"] for r in opened] == [[POP]]
+
+
+def test_a_preloaded_grant_is_dropped_when_revoked(world, fresh_runner, loads):
+    w = world
+    a = approve_all(w, apply(w, {POP: ["gender"]}))
+    w.get(w.ent, f"/workspaces/{a}")
+    fresh_runner.wait_preloads()
+    assert fresh_runner.cached_grants() == {a}
+    assert w.post(w.ga, f"/grants/{a}/revoke", {"reason": "purpose ended"}).status_code == 200
+    assert fresh_runner.cached_grants() == set()
+    assert w.get(w.ent, f"/workspaces/{a}").status_code == 403  # refused: nothing is preloaded again
+    fresh_runner.wait_preloads()
+    assert fresh_runner.cached_grants() == set()
