@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
@@ -50,6 +52,14 @@ def rows(code: str, request: Request, c: CtxDep) -> Response:
     return json_response({"data": page.data, "links": {"self": str(request.url), "next": next_link}, "meta": meta})
 
 
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 @router.get(
     "/datasets/{code}/download.{fmt}",
     summary="Download the whole open edition, streamed",
@@ -83,8 +93,7 @@ def download(
     engine = c.state.engine
     totals = streaming.StreamTotals()
 
-    def on_close(t: streaming.StreamTotals) -> None:
-        metrics.ROWS_SERVED.labels(fmt).inc(t.rows)
+    def record(t: streaming.StreamTotals) -> None:
         try:
             with unit_of_work(engine, read=True) as s:  # appended by the group committer
                 record_entry(
@@ -95,6 +104,16 @@ def download(
                 )
         except Exception:  # the client already has its bytes; an audit failure is loud in the logs
             log.exception("could not record a download in the audit log", extra={"dataset": code})
+
+    def on_close(t: streaming.StreamTotals) -> None:
+        metrics.ROWS_SERVED.labels(fmt).inc(t.rows)
+        if _on_event_loop():
+            # A stream the client abandoned is closed by the event loop (generator finalisation); waiting
+            # there for the group commit froze the whole worker (seen in the load bench's stall). The
+            # record is written all the same, once, from a thread of its own.
+            threading.Thread(target=record, args=(t,), name="pdg-download-audit").start()
+        else:
+            record(t)
 
     media = _MEDIA[fmt] + ("; charset=" + encoding if fmt == "csv" else "")
     if fmt == "parquet":
