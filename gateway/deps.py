@@ -1,4 +1,10 @@
-"""Request dependencies: the app state, the acting principal, and a unit of work per call."""
+"""Request dependencies: the app state, the acting principal, and a unit of work per call.
+
+They are `async def`: FastAPI runs a sync dependency on a worker thread, one hand-off each. The rule that
+keeps the event loop free: only work that cannot wait runs here (header parsing, the in-process rate
+limiter's dict under its lock); anything that can wait on the database, a lock or a commit (the token
+lookup, the lockout's audit record) goes to the thread pool.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
 import identity
@@ -17,7 +24,7 @@ from gateway.db import unit_of_work
 from gateway.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     return request.app.state.pdg
 
 
@@ -28,7 +35,7 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def current_actor(request: Request, state: StateDep) -> Actor:
+async def current_actor(request: Request, state: StateDep) -> Actor:
     """The caller: a principal from `Authorization: Bearer`, or the rate-limited anonymous public."""
     client = _client(request)
     rid = getattr(request.state, "request_id", None)
@@ -43,14 +50,13 @@ def current_actor(request: Request, state: StateDep) -> Actor:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("use `Authorization: Bearer <token>`")
     if state.limiter.hit(f"authfail:{client}", limits.auth_failures_per_minute, count=False):
-        _audit_lockout(state, client, rid, limits.auth_failures_per_minute)
+        await run_in_threadpool(_audit_lockout, state, client, rid, limits.auth_failures_per_minute)
         raise RateLimited(
             "too many failed sign-ins from this address; wait before trying again",
             retry_after=state.limiter.retry_after(f"authfail:{client}"),
         )
     try:
-        with unit_of_work(state.engine, read=True) as session:
-            actor = identity.authenticate(session, token.strip(), client_addr=client, request_id=rid)
+        actor = await run_in_threadpool(_authenticate, state, token.strip(), client, rid)
     except Unauthenticated:
         state.limiter.hit(f"authfail:{client}", limits.auth_failures_per_minute)
         raise
@@ -58,6 +64,11 @@ def current_actor(request: Request, state: StateDep) -> Actor:
     if wait:
         raise RateLimited("rate limit for this token reached", retry_after=wait)
     return actor
+
+
+def _authenticate(state: AppState, token: str, client: str, rid: str | None) -> Actor:
+    with unit_of_work(state.engine, read=True) as session:
+        return identity.authenticate(session, token, client_addr=client, request_id=rid)
 
 
 def _audit_lockout(state: AppState, client: str, rid: str | None, limit: int) -> None:
@@ -83,7 +94,7 @@ def _audit_lockout(state: AppState, client: str, rid: str | None, limit: int) ->
 ActorDep = Annotated[Actor, Depends(current_actor)]
 
 
-def require_principal(actor: ActorDep) -> Actor:
+async def require_principal(actor: ActorDep) -> Actor:
     """Endpoints that make no sense anonymously ask for a token before the decision point."""
     if actor.role == "public":
         raise Unauthenticated("this endpoint needs an API token: `Authorization: Bearer <token>`")
@@ -107,11 +118,11 @@ class Ctx:
             yield session
 
 
-def ctx(state: StateDep, actor: ActorDep) -> Ctx:
+async def ctx(state: StateDep, actor: ActorDep) -> Ctx:
     return Ctx(state=state, actor=actor)
 
 
-def principal_ctx(state: StateDep, actor: PrincipalDep) -> Ctx:
+async def principal_ctx(state: StateDep, actor: PrincipalDep) -> Ctx:
     return Ctx(state=state, actor=actor)
 
 
