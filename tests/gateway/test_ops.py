@@ -44,7 +44,7 @@ def test_behind_the_ingress_metrics_are_not_served_through_the_proxy(settings, s
         assert "pdg_http_requests_total" in c.get("/metrics").text
 
 
-def test_a_started_app_warms_one_sandbox_worker(settings, state):
+def test_a_started_app_warms_its_sandbox_pool(settings, state):
     from fastapi.testclient import TestClient
 
     from gateway.app import create_app
@@ -54,9 +54,9 @@ def test_a_started_app_warms_one_sandbox_worker(settings, state):
     try:
         with TestClient(create_app(state.settings, state=state)) as c:
             assert c.get("/health").status_code == 200
-            deadline = time.monotonic() + 60
-            while not queries.default_runner().worker_pids() and time.monotonic() < deadline:
+            runner, deadline = queries.default_runner(), time.monotonic() + 60
+            while len(runner.worker_pids()) < runner.pool_size and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert len(queries.default_runner().worker_pids()) == 1  # ready before any query asked
+            assert len(runner.worker_pids()) == runner.pool_size  # ready before any query asked
     finally:
         queries.shutdown_runner()
