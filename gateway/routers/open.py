@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
@@ -52,12 +53,25 @@ def rows(code: str, request: Request, c: CtxDep) -> Response:
     return json_response({"data": page.data, "links": {"self": str(request.url), "next": next_link}, "meta": meta})
 
 
-def _on_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+class _ClosingStream(StreamingResponse):
+    """A streamed body whose generator is closed as soon as the response ends, however it ends.
+
+    Starlette drops a sync body when the client hangs up and leaves it to the garbage collector; the
+    generator's `finally` (which writes the download's audit record) then ran whenever the collector got
+    to it, or never if the process stopped first. Closed here, on a thread (the record waits for its
+    commit), shielded from the cancellation that ended the response.
+    """
+
+    def __init__(self, content: Iterator[bytes], **kw: Any) -> None:
+        super().__init__(content, **kw)
+        self._source = content
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._source.close)  # type: ignore[attr-defined]
 
 
 @router.get(
@@ -105,15 +119,9 @@ def download(
         except Exception:  # the client already has its bytes; an audit failure is loud in the logs
             log.exception("could not record a download in the audit log", extra={"dataset": code})
 
-    def on_close(t: streaming.StreamTotals) -> None:
+    def on_close(t: streaming.StreamTotals) -> None:  # on a thread: _ClosingStream closes the body there
         metrics.ROWS_SERVED.labels(fmt).inc(t.rows)
-        if _on_event_loop():
-            # A stream the client abandoned is closed by the event loop (generator finalisation); waiting
-            # there for the group commit froze the whole worker (seen in the load bench's stall). The
-            # record is written all the same, once, from a thread of its own.
-            threading.Thread(target=record, args=(t,), name="pdg-download-audit").start()
-        else:
-            record(t)
+        record(t)
 
     media = _MEDIA[fmt] + ("; charset=" + encoding if fmt == "csv" else "")
     if fmt == "parquet":
@@ -127,14 +135,14 @@ def download(
             start, end = span
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
             headers["Content-Length"] = str(end - start + 1)
-            return StreamingResponse(
+            return _ClosingStream(
                 streaming.file_stream(edition.path, totals, start=start, end=end, on_close=on_close),
                 status_code=206,
                 media_type=media,
                 headers=headers,
             )
         headers["Content-Length"] = str(size)
-        return StreamingResponse(
+        return _ClosingStream(
             streaming.file_stream(edition.path, totals, on_close=on_close), media_type=media, headers=headers
         )
     batches = streaming.iter_batches(edition.path)
@@ -143,4 +151,4 @@ def download(
         if fmt == "csv"
         else streaming.ndjson_stream(batches, totals, on_close=on_close)
     )
-    return StreamingResponse(body, media_type=media, headers=headers)
+    return _ClosingStream(body, media_type=media, headers=headers)

@@ -95,3 +95,34 @@ def test_a_slow_reader_of_a_large_download_starves_no_one(server: Server) -> Non
             if chunk.endswith(b"0\r\n\r\n"):
                 break
     assert got > 1_000_000  # the download was far larger than what any buffer held during the checks
+
+
+def test_abandoned_downloads_are_each_logged_once_and_stall_no_one(server: Server) -> None:
+    """Clients that hang up mid-download: the server goes on serving, and each download is in the log once
+    (the record is written when the stream is closed; it once blocked the event loop while doing so)."""
+    from sqlalchemy import text
+
+    from gateway.db import make_engine
+
+    rids = [f"abandon-{i}" for i in range(4)]
+    for rid in rids:
+        request = f"GET {API}/open/datasets/{GEO}/download.csv HTTP/1.1\r\nHost: x\r\nX-Request-ID: {rid}\r\n\r\n"
+        with contextlib.closing(_raw(server, request.encode(), rcvbuf=4096)) as s:
+            s.settimeout(30)
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    assert _served(server) == [200] * 20
+    engine = make_engine(server.db_url, pool_size=1)
+    try:
+        deadline, logged = time.monotonic() + 30, []
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                logged = [
+                    r[0]
+                    for r in conn.execute(text("SELECT request_id FROM audit_record WHERE request_id LIKE 'abandon-%'"))
+                ]
+            if len(logged) >= len(rids):
+                break
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+    assert sorted(logged) == rids
