@@ -117,6 +117,17 @@ def _table(source: dict[str, Any], cache: TableCache | None) -> Any | None:
     return table
 
 
+def _tables(job: dict[str, Any], cache: TableCache | None) -> tuple[dict[str, Any], str | None]:
+    """The job's tables by name (see _table), and the first one the cache could not serve, if any."""
+    tables: dict[str, Any] = {}
+    for name, source in job["tables"].items():
+        table = _table(source, cache)
+        if table is None:
+            return tables, name
+        tables[name] = table
+    return tables, None
+
+
 def _open(threads: int, memory_mb: int) -> Any:
     """A new, empty in-memory DuckDB database with the job's limits, locked down before any table is added."""
     import duckdb
@@ -173,12 +184,10 @@ def run_job(job: dict[str, Any], cache: TableCache | None = None, dbs: Databases
     started = time.perf_counter()
     if job["sql"] is None:  # a preload: decode the tables into the cache; no database, nothing run
         try:
-            rows = 0
-            for name, source in job["tables"].items():
-                table = _table(source, cache)
-                if table is None:
-                    return _MISS, name
-                rows += table.num_rows
+            tables, missing = _tables(job, cache)
+            if missing is not None:
+                return _MISS, missing
+            rows = sum(t.num_rows for t in tables.values())
             return "ok", {"rows_loaded": rows, "load_ms": (time.perf_counter() - started) * 1000}
         except (OSError, ValueError, KeyError) as e:
             return "source", f"a table source could not be read ({type(e).__name__})"
@@ -187,13 +196,12 @@ def run_job(job: dict[str, Any], cache: TableCache | None = None, dbs: Databases
     timer: threading.Timer | None = None
     try:
         con = dbs.take(int(limits["threads"]), int(limits["memory_mb"]))
-        scanned = 0
-        for name, source in job["tables"].items():
-            table = _table(source, cache)
-            if table is None:
-                return _MISS, name
-            scanned += table.num_rows
+        tables, missing = _tables(job, cache)
+        if missing is not None:
+            return _MISS, missing
+        for name, table in tables.items():
             con.register(name, table)  # an Arrow table, read in place (no copy)
+        scanned = sum(t.num_rows for t in tables.values())
         loaded_ms = (time.perf_counter() - started) * 1000
         timer = threading.Timer(limits["timeout_s"], con.interrupt)
         timer.daemon = True
