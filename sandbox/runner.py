@@ -476,7 +476,8 @@ class SandboxRunner:
             self._all.discard(w)
         w.kill()
 
-    def _call(self, w: _Worker, job: dict[str, Any], lim: Limits) -> tuple[str, Any]:
+    def _call(self, w: _Worker, job: dict[str, Any], lim: Limits) -> tuple[Any, ...]:
+        """The worker's reply (kind, payload, cache listing); (kind, detail) when it was killed or crashed."""
         try:
             w.conn.send(job)
             # The worker interrupts itself at timeout_s; the grace covers loading and the interrupt itself.
