@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from gmcrypto import sm3
 from gmcrypto.keys import Keyring
 from sandbox.budget import GrantBudget
-from sandbox.output_control import OutputRules, check_output, plan_query
+from sandbox.output_control import OutputRules, check_output, columns_to_load, plan_query
 from sandbox.parquet_ranges import ParquetRanges, read_columns
 from sandbox.runner import Cached, CacheKey, Limits, ParquetBytes, SandboxRunner
 from sandbox.sqlguard import guard
@@ -135,16 +135,15 @@ def sandboxed(
         f.decrypt_s, f.decrypted = 0.0, 0
     t = time.perf_counter()
     g = guard(sql, GRANTED)
-    # As the service does (sandbox.queries): only the tables the query uses, only the columns it reads plus
-    # the identity column output control counts individuals by.
-    read: dict[str, set[str]] = {n: {IDENTITY[n]} for n in g.tables}
-    for ref in g.columns_read:
-        table, _, column = ref.partition(".")
-        read[table].add(column)
     rules = OutputRules(max_rows=10_000)
-    # population.id_number is unique (as the registered schema declares and the quality gate enforces)
+    # population.id_number is unique and required (as the registered schema declares and the quality gate
+    # enforces); certificates.holder_id is neither (a person holds several certificates)
+    one = frozenset({"population"})
     plan = plan_query(g, rules=rules, identity_column_per_table=IDENTITY, field_tags=TAGS,
-                      unique_identity=frozenset({"population"}))  # fmt: skip
+                      unique_identity=one, required_identity=one)  # fmt: skip
+    # As the service does (sandbox.queries): only the tables the query uses, only the columns it reads plus
+    # the identity columns output control's k count reads.
+    read = columns_to_load(g, plan, IDENTITY)
     t_guard = time.perf_counter() - t
     sources = {
         n: Cached(CacheKey(grant, n, 1, f.digest), f.load_whole if whole else f.load)

@@ -73,6 +73,8 @@ class OutputPlan:
 
     sql: str | None
     reasons: tuple[str, ...] = ()
+    # (table, identity column) pairs the k count reads: the worker loads these besides the query's columns
+    k_reads: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass
@@ -135,11 +137,15 @@ def plan_query(
     identity_column_per_table: dict[str, str],
     field_tags: Tags,
     unique_identity: frozenset[str] = frozenset(),
+    required_identity: frozenset[str] = frozenset(),
 ) -> OutputPlan:
     """Rewrite the guarded query to also return COUNT(DISTINCT identity) per group, as column __pdg_k.
 
     `unique_identity` names tables whose identity column is declared unique: aggregated alone (no join,
-    no derived source) each row is one individual, so a plain COUNT gives the same k far cheaper.
+    no derived source) each row is one individual, so a plain COUNT gives the same k far cheaper — and
+    COUNT(*), which need not read the column at all, where `required_identity` says it is never null
+    (both are enforced by the quality gate at publish). An inner join on equal identity columns counts
+    one of them: the equality makes their distinct counts the same per group.
     """
     reasons = static_reasons(guarded, rules, field_tags)
     if reasons:
@@ -148,23 +154,47 @@ def plan_query(
         return OutputPlan(guarded.sql)
     tree = guarded.tree.copy()
     scope = build_scope(tree)
+    reads: set[tuple[str, str]] = set()
     try:
         _add_k(
             scope,
             {t.lower(): c.lower() for t, c in identity_column_per_table.items()},
             {t.lower() for t in unique_identity},
+            {t.lower() for t in required_identity},
+            reads,
         )
     except _Unsupported as e:
         return OutputPlan(None, (str(e),))
-    return OutputPlan(tree.sql(dialect="duckdb", comments=False))
+    return OutputPlan(tree.sql(dialect="duckdb", comments=False), k_reads=frozenset(reads))
+
+
+def columns_to_load(guarded: GuardedQuery, plan: OutputPlan, identity: dict[str, str]) -> dict[str, set[str]]:
+    """Per table the query uses: the columns it reads, plus the identity column where the k count reads it."""
+    out: dict[str, set[str]] = {t: set() for t in guarded.tables}
+    for ref in guarded.columns_read:
+        table, _, column = ref.partition(".")
+        out[table].add(column)
+    counted = {t for t, _ in plan.k_reads}
+    for t in out:
+        # also where the query reads no column at all (count(*)): DuckDB can't scan a table of none
+        if t in identity and (t.lower() in counted or not out[t]):
+            out[t].add(identity[t])
+    return out
 
 
 class _Unsupported(Exception):
     pass
 
 
-def _add_k(scope: Scope | None, identity: dict[str, str], unique: set[str] | None = None) -> None:
-    """Find the aggregating SELECT (outermost, or under plain outer SELECTs) and add the k count to it."""
+def _add_k(
+    scope: Scope | None,
+    identity: dict[str, str],
+    unique: set[str],
+    required: set[str],
+    reads: set[tuple[str, str]],
+) -> None:
+    """Find the aggregating SELECT (outermost, or under plain outer SELECTs) and add the k count to it;
+    `reads` collects the (table, identity column) pairs the count uses."""
     chain = []
     while scope is not None:
         sel = scope.expression
@@ -180,19 +210,22 @@ def _add_k(scope: Scope | None, identity: dict[str, str], unique: set[str] | Non
         scope = derived[0]
     if scope is None:
         raise _Unsupported("no aggregation found")
-    ids = []
+    ids: list[tuple[exp.Column, tuple[str, str]]] = []
     for alias, (_, src) in scope.selected_sources.items():
         ids.extend(_identity_exprs(alias, src, identity))
     if not ids:
         raise _Unsupported("no identity column is reachable in the aggregated tables, so group sizes can't be counted")
     sources = list(scope.selected_sources.values())
-    one_unique_table = (
-        len(sources) == 1 and isinstance(sources[0][1], exp.Table) and sources[0][1].name.lower() in (unique or set())
-    )
-    if one_unique_table:  # one row per individual: COUNT(id) == COUNT(DISTINCT id), without the hash table
-        counts = [exp.Count(this=e) for e in ids]
+    only = sources[0][1].name.lower() if len(sources) == 1 and isinstance(sources[0][1], exp.Table) else None
+    if only in unique and only in required:  # one row per individual, never without one: rows are individuals
+        counts: list[exp.Expr] = [exp.Count(this=exp.Star())]
+    elif only in unique:  # one row per individual: COUNT(id) == COUNT(DISTINCT id), without the hash table
+        counts = [exp.Count(this=e) for e, _ in ids]
+        reads.update(r for _, r in ids)
     else:
-        counts = [exp.Count(this=exp.Distinct(expressions=[e])) for e in ids]
+        ids = _one_per_equated_class(scope.expression, ids)
+        counts = [exp.Count(this=exp.Distinct(expressions=[e])) for e, _ in ids]
+        reads.update(r for _, r in ids)
     k_expr = counts[0] if len(counts) == 1 else exp.Least(this=counts[0], expressions=counts[1:])
     scope.expression.select(exp.alias_(k_expr, K_COLUMN, quoted=True), copy=False)
     for outer, alias in chain:  # carry the count out through the plain outer SELECTs
@@ -203,20 +236,51 @@ def _has_own_agg(scope: Scope) -> bool:
     return any(aggregates_in(p, scope) for p in scope.expression.expressions)
 
 
-def _identity_exprs(alias: str, src: exp.Table | Scope, identity: dict[str, str]) -> list[exp.Expr]:
-    """Identity columns reachable through source `alias`, threading them through plain CTEs/subqueries."""
+def _one_per_equated_class(
+    sel: exp.Select, ids: list[tuple[exp.Column, tuple[str, str]]]
+) -> list[tuple[exp.Column, tuple[str, str]]]:
+    """Drop identity columns an inner join (or the WHERE clause) makes equal to one already counted.
+
+    `a.id = b.id` in an INNER join's ON or a top-level AND of WHERE keeps only rows where both are equal
+    and not null, so per group COUNT(DISTINCT a.id) == COUNT(DISTINCT b.id). Outer joins are left alone.
+    """
+    conds = [sel.args["where"].this] if sel.args.get("where") else []
+    for j in sel.args.get("joins") or []:
+        if j.args.get("on") is not None and not j.side and j.kind in ("", "INNER"):
+            conds.append(j.args["on"])
+    equal: set[frozenset[tuple[str, str]]] = set()
+    for cond in conds:
+        for part in cond.flatten() if isinstance(cond, exp.And) else [cond]:
+            if isinstance(part, exp.EQ) and all(isinstance(x, exp.Column) for x in (part.this, part.expression)):
+                equal.add(frozenset(_ref(x) for x in (part.this, part.expression)))
+    kept: list[tuple[exp.Column, tuple[str, str]]] = []
+    for e, r in ids:
+        if not any(frozenset({_ref(e), _ref(k)}) in equal for k, _ in kept):
+            kept.append((e, r))
+    return kept
+
+
+def _ref(c: exp.Column) -> tuple[str, str]:
+    return c.table.lower(), c.name.lower()
+
+
+def _identity_exprs(
+    alias: str, src: exp.Table | Scope, identity: dict[str, str]
+) -> list[tuple[exp.Column, tuple[str, str]]]:
+    """Identity columns reachable through source `alias` (each with the table and column it comes from),
+    threading them through plain CTEs/subqueries."""
     if isinstance(src, exp.Table):
         col = identity.get(src.name.lower())
-        return [exp.column(col, table=alias, quoted=True)] if col else []
+        return [(exp.column(col, table=alias, quoted=True), (src.name.lower(), col))] if col else []
     sel = src.expression
     if not isinstance(sel, exp.Select) or sel.args.get("group") or sel.args.get("distinct") or _has_own_agg(src):
         return []  # an aggregated or DISTINCT source no longer holds one row per individual
     out = []
     for inner_alias, (_, inner) in src.selected_sources.items():
-        for e in _identity_exprs(inner_alias, inner, identity):
+        for e, r in _identity_exprs(inner_alias, inner, identity):
             name = f"{_ID_PREFIX}{len(sel.expressions)}"
             sel.select(exp.alias_(e, name, quoted=True), copy=False)
-            out.append(exp.column(name, table=alias, quoted=True))
+            out.append((exp.column(name, table=alias, quoted=True), r))
     return out
 
 

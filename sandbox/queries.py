@@ -93,9 +93,10 @@ def identity_column(ds: Dataset) -> str | None:
     return ds.schema_def.get("key")
 
 
-def _is_unique(ds: Dataset, column: str) -> bool:
-    """Whether the registered schema declares `column` unique (the quality gate enforces it at publish)."""
-    return any(f.get("name") == column and f.get("unique") for f in ds.schema_def.get("fields", []))
+def _declared(ds: Dataset, column: str, flag: str) -> bool:
+    """Whether the registered schema declares `column` unique or required (the quality gate enforces both
+    at publish: a version with a duplicate or missing value is rejected)."""
+    return any(f.get("name") == column and f.get(flag) for f in ds.schema_def.get("fields", []))
 
 
 @dataclass
@@ -153,12 +154,14 @@ def _draft(s: Session, grant_id: int, sql: str) -> _Draft:
     d.grade = _output_grades(d.guarded, names, datasets)
     d.tags = {t: grants.fields_of(datasets[c]) for t, c in names.items() if c in used}
     d.identity = {t: identity_column(datasets[c]) for t, c in names.items() if c in used}
+    ids = {t: c for t, c in d.identity.items() if c}
     d.plan = output_control.plan_query(
         d.guarded,
         rules=output_rules(),
-        identity_column_per_table={t: c for t, c in d.identity.items() if c},
+        identity_column_per_table=ids,
         field_tags=d.tags,
-        unique_identity=frozenset(t for t, c in d.identity.items() if c and _is_unique(datasets[names[t]], c)),
+        unique_identity=frozenset(t for t, c in ids.items() if _declared(datasets[names[t]], c, "unique")),
+        required_identity=frozenset(t for t, c in ids.items() if _declared(datasets[names[t]], c, "required")),
     )
     return d
 
@@ -239,9 +242,9 @@ def _prepare(s: Session, actor: Actor, grant_id: int, sql: str, d: _Draft) -> _P
         if plan.sql is None:
             outcome.update({"output_control": "refused", "reasons": q.reasons})
     ids = {t: c for t, c in d.identity.items() if c}
-    # The identity column is loaded only to count individuals per group; the user's SQL cannot name it
-    # unless it was granted (the decision point checked the columns the SQL reads).
-    cols = {t: set(read[c]) | ({ids[t]} if t in ids else set()) for t, c in names.items() if c in used}
+    # An identity column is loaded only where output control counts individuals by it; the user's SQL
+    # cannot name it unless it was granted (the decision point checked the columns the SQL reads).
+    cols = output_control.columns_to_load(guarded, plan, ids)
     return _Plan(
         grant=g,
         query=q,
