@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import typer
 from sqlalchemy.engine import Engine
@@ -127,16 +128,18 @@ def start_housekeeping(settings: Settings) -> threading.Thread:
     tick = min(30.0, float(settings.checkpoint_interval_seconds))
     log = logging.getLogger("pdg.housekeeping")
 
+    def uow(read: bool = False) -> Any:
+        return db.unit_of_work(engine, read=read)
+
     def loop() -> None:
-        since = clock.now() - timedelta(hours=1)
+        since, seen = clock.now() - timedelta(hours=1), 0
         while True:
             time.sleep(tick)
             try:
-                with db.unit_of_work(engine) as s:
-                    done = service.housekeeping(s, keyring=keyring, interval=interval, since=since)
+                done = service.housekeeping(uow, keyring=keyring, interval=interval, since=since, after_seq=seen)
                 if done["checkpoint"] or done["alerts"]:
                     log.info("housekeeping", extra={"event": done})
-                since = clock.now() - timedelta(hours=1)
+                since, seen = clock.now() - timedelta(hours=1), done["seen"]
             except Exception:  # keep the timer alive; the failure is in the log
                 log.exception("housekeeping failed")
 
