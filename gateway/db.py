@@ -7,11 +7,12 @@ upgrade. PostgreSQL serialises audit appends with an advisory lock inside the au
 
 from __future__ import annotations
 
-import queue
+import fcntl
+import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -120,26 +121,40 @@ def _read_only_transaction(_session: Any, _transaction: Any, connection: Any) ->
 
 
 def _write_pending_audit(engine: Engine, entries: list[dict[str, Any]]) -> None:
-    """Write entries through the engine's group committer and wait until they are durable.
+    """Write entries through the engine's group committer; returns once they are durable.
 
     Validation and the hashing that needs no place in the log happen here, in the caller's thread (a bad
-    entry fails its own request at once); the committer only numbers, chains and inserts.
+    entry fails its own request at once); the commit only numbers, chains and inserts.
     """
     if entries:
         from audit.log import prepare
 
-        _submit(engine, [prepare(**e) for e in entries]).result(timeout=120)
+        _committer(engine).commit([prepare(**e) for e in entries])
 
 
-IDLE_EXIT_S = 30.0
+WAIT_S = 120.0  # a caller whose entries were not taken into a commit by then fails (nothing was written)
+IDLE_EXIT_S = 30.0  # a committer idle this long gives its connection back and retires
+
+
+class _Waiter:
+    __slots__ = ("done", "entries", "error", "lead")
+
+    def __init__(self, entries: list[Any]) -> None:
+        self.entries = entries
+        self.done = threading.Event()  # set when the entries are committed or failed, or this caller leads
+        self.error: BaseException | None = None
+        self.lead = False
 
 
 class _GroupCommitter:
-    """One thread per engine appends queued audit entries, many requests' worth per transaction.
+    """Appends audit entries, many requests' worth per transaction, committed by the requests themselves.
 
-    Each caller waits for the commit that holds its entries (so nothing is answered unlogged); one
-    fsync then covers a whole batch instead of one per request, and writers no longer queue on the
-    database lock. A batch that fails is retried entry by entry so one bad entry fails only its caller.
+    Leader and followers (as in MySQL's group commit): a caller that finds no commit in progress commits
+    everything queued, its own entries first, in its own thread; callers arriving meanwhile queue, and when
+    the commit ends the oldest of them leads the next one with all that queued up. Alone, a request thus
+    pays one commit and no thread hand-off; under load one fsync covers a whole batch. Each caller returns
+    only once its entries are durable (nothing is answered unlogged). A batch that fails is retried entry
+    by entry so one bad entry fails only its caller.
     """
 
     MAX_BATCH = 512
@@ -147,44 +162,66 @@ class _GroupCommitter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.conn: Connection | None = None  # kept across batches: no pool checkout (and ping) per batch
-        self.queue: queue.Queue[tuple[list[Any], Future[None]]] = queue.Queue()
-        threading.Thread(target=self._run, name="pdg-audit-commit", daemon=True).start()
+        self._lock = threading.Lock()
+        self._queue: list[_Waiter] = []  # the leader is always _queue[0] until it takes its batch
+        self._leading = False
+        self._retired = False
+        self._last = time.monotonic()
+        self._turn = _WriterTurn.of(engine)
 
-    def submit(self, entries: list[Any]) -> Future[None]:
-        fut: Future[None] = Future()
-        self.queue.put((entries, fut))
-        return fut
+    def commit(self, entries: list[Any]) -> None:
+        me = _Waiter(entries)
+        with self._lock:
+            retired = self._retired
+            if not retired:
+                self._queue.append(me)
+                me.lead = not self._leading
+                self._leading = True
+        if retired:  # retired between lookup and now: the engine's current committer takes them
+            return _committer(self.engine).commit(entries)
+        while not me.lead and not me.done.wait(WAIT_S):
+            with self._lock:
+                if not me.lead and me in self._queue:
+                    self._queue.remove(me)
+                    raise TimeoutError(f"the audit log took no entries for {WAIT_S:.0f} s; nothing was written")
+        if me.lead:
+            self._lead()
+        if me.error is not None:
+            raise me.error
 
-    def _run(self) -> None:
-        while True:
-            try:
-                first = self.queue.get(timeout=IDLE_EXIT_S)
-            except queue.Empty:
-                with _COMMITTERS_LOCK:  # idle: retire; the next submit starts a fresh committer
-                    if self.queue.empty():
-                        _COMMITTERS.pop(self.engine, None)
-                        if self.conn is not None:
-                            self.conn.close()
-                        return
-                continue
-            batch = [first]
-            while len(batch) < self.MAX_BATCH:
+    def _lead(self) -> None:
+        with self._lock:
+            batch = self._queue[: self.MAX_BATCH]
+            del self._queue[: self.MAX_BATCH]
+        written = False
+        try:
+            self._write_batch(batch)
+            written = True
+        finally:
+            if not written:  # interrupted (not an Exception): no caller may think its entries are in
+                for w in batch:
+                    w.error = w.error or RuntimeError("the audit commit was interrupted; nothing was written")
+            with self._lock:  # hand over to the oldest waiting caller, or stop leading
+                nxt = self._queue[0] if self._queue else None
+                self._last = time.monotonic()
+                if nxt is None:
+                    self._leading = False
+                else:
+                    nxt.lead = True
+            for w in batch[1:]:
+                w.done.set()
+            if nxt is not None:
+                nxt.done.set()
+
+    def _write_batch(self, batch: list[_Waiter]) -> None:
+        try:
+            self._write([e for w in batch for e in w.entries])
+        except Exception:  # isolate the failing submission
+            for w in batch:
                 try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self._write([e for entries, _ in batch for e in entries])
-            except Exception:  # isolate the failing submission
-                for entries, fut in batch:
-                    try:
-                        self._write(entries)
-                        fut.set_result(None)
-                    except Exception as exc:
-                        fut.set_exception(exc)
-                continue
-            for _, fut in batch:
-                fut.set_result(None)
+                    self._write(w.entries)
+                except Exception as exc:
+                    w.error = exc
 
     def _write(self, entries: list[Any]) -> None:
         from audit.log import append
@@ -192,26 +229,88 @@ class _GroupCommitter:
         if self.conn is None or self.conn.closed or self.conn.invalidated:
             self.conn = self.engine.connect()
         try:
-            with Session(bind=self.conn, expire_on_commit=False) as session:
+            with self._turn, Session(bind=self.conn, expire_on_commit=False) as session:
                 append(session, entries)  # one head read, one multi-row INSERT, one commit (fsync)
                 session.commit()
         except Exception:
-            self.conn.close()  # a broken connection goes back to the pool (which discards it); next batch reconnects
-            self.conn = None
+            self._close()  # a broken connection goes back to the pool (which discards it); next batch reconnects
             raise
+
+    def _close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def retire_if_idle(self, now: float) -> bool:
+        """Give the connection back and stop taking entries if nothing was committed for IDLE_EXIT_S."""
+        with self._lock:
+            if self._leading or self._queue or now - self._last < IDLE_EXIT_S:
+                return False
+            self._retired = True
+            self._close()
+            self._turn.close()
+            return True
+
+
+class _WriterTurn:
+    """Queues the audit commits of several processes on one SQLite file in the kernel (flock).
+
+    Without it they meet at BEGIN IMMEDIATE, where SQLite's busy handler polls with sleeps of 1, 2, 5,
+    10... ms: two serving workers committing at once then wait for a sleep, not for the other's commit,
+    which set the p99 of every audited request. flock wakes the next writer as soon as the lock is
+    released. BEGIN IMMEDIATE still guards the log; this only decides who goes next.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path, self.fd = path, -1
+
+    @classmethod
+    def of(cls, engine: Engine) -> _WriterTurn:
+        db = engine.url.database if is_sqlite(engine) else None
+        return cls(Path(f"{db}-audit.lock") if db and db != ":memory:" else None)
+
+    def __enter__(self) -> None:
+        if self.path is not None:
+            if self.fd < 0:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *_: Any) -> None:
+        if self.fd >= 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 _COMMITTERS: weakref.WeakKeyDictionary[Engine, _GroupCommitter] = weakref.WeakKeyDictionary()
 _COMMITTERS_LOCK = threading.Lock()
+_reaper: threading.Thread | None = None
 
 
-def _submit(engine: Engine, entries: list[Any]) -> Future[None]:
-    # Under the same lock a committer retires with, so nothing is ever queued to a retired one.
+def _committer(engine: Engine) -> _GroupCommitter:
+    global _reaper
     with _COMMITTERS_LOCK:
         c = _COMMITTERS.get(engine)
         if c is None:
             c = _COMMITTERS[engine] = _GroupCommitter(engine)
-        return c.submit(entries)
+        if _reaper is None or not _reaper.is_alive():
+            _reaper = threading.Thread(target=_reap, name="pdg-audit-reaper", daemon=True)
+            _reaper.start()
+        return c
+
+
+def _reap() -> None:
+    """Retire idle committers, so an engine no longer used can be collected and holds no connection."""
+    while True:
+        time.sleep(IDLE_EXIT_S / 3)
+        now = time.monotonic()
+        with _COMMITTERS_LOCK:
+            for engine, c in list(_COMMITTERS.items()):
+                if c.retire_if_idle(now):
+                    del _COMMITTERS[engine]
 
 
 def _rollback(session: Session) -> None:

@@ -28,3 +28,27 @@ def write(url_or_path: str, worker: int, n: int) -> int:
             s.commit()
     engine.dispose()
     return n
+
+
+def group_write(url: str, worker: int, threads: int, each: int) -> int:
+    """`threads` request threads, each handing `each` entries one at a time to the gateway's group
+    committer (as read requests do), in a fresh gateway engine in this process."""
+    import threading
+
+    from gateway.db import _write_pending_audit, make_engine
+
+    engine = make_engine(url)
+
+    def requests(t: int) -> None:
+        actor = Actor(principal=f"ent:w{worker}", role="enterprise", org=f"ENT-{worker}", request_id=f"w{worker}")
+        for i in range(each):
+            entry = {"action": "dataset:read_open", "resource_type": "dataset", "resource_id": f"{worker}-{t}-{i}"}
+            _write_pending_audit(engine, [{"actor": actor, "allowed": True, **entry}])
+
+    ts = [threading.Thread(target=requests, args=(t,)) for t in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    engine.dispose()
+    return threads * each
