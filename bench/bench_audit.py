@@ -94,7 +94,7 @@ def group_commit_rate(engine, threads: int, seconds: float) -> tuple[float, floa
 
 def request_latency(engine, threads: int, seconds: float, audited: bool) -> tuple[float, float, float]:
     """A read request as the gateway runs it (unit_of_work(read=True), one small indexed read), with or
-    without its audit entry (which the unit of work hands to the group committer and waits for)."""
+    without its audit entry (which the unit of work commits through the group commit and waits for)."""
     entry = {"actor": ACTOR, **FIELDS}
 
     def request() -> None:
@@ -195,7 +195,7 @@ def main() -> None:
             "## Append rate (durability on)",
             "",
             "Per commit: one writer, records appended with `audit.record` in its own transaction.",
-            "Group commit: N threads each hand one entry to the gateway's group committer"
+            "Group commit: N threads each commit one entry through the gateway's group commit"
             " (`gateway.db._write_pending_audit`, what every read request does) and wait until it is"
             " committed; rate = durable appends per second, with each writer's wait p50 / p99 and the"
             " benchmark process's CPU time per append (all threads; the PostgreSQL server's is not counted).",
@@ -207,8 +207,8 @@ def main() -> None:
             "## Latency added per audited request (ms, p50 / p99)",
             "",
             "A read request as the gateway runs it (`unit_of_work(read=True)` + one small query), without and"
-            " with its audit entry (handed to the group committer; the request waits until it is durable),"
-            " at 1, 8 and 32 concurrent closed-loop clients in one process.",
+            " with its audit entry (committed by the group commit, which the requests lead themselves; the"
+            " request waits until it is durable), at 1, 8 and 32 concurrent closed-loop clients in one process.",
             "",
             "| backend | clients | without audit | with audit | added | requests/s without / with |",
             "| --- | ---: | --- | --- | --- | --- |",
