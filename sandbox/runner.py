@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -371,9 +371,11 @@ class SandboxRunner:
             w = self._take(wanted)
             healthy = True
             try:
-                job = self._job(w, sql, tables, columns, lim)  # loads (decrypts) what w lacks
+                failed, sent = self._send_ahead(w, tables, columns, lim)
+                # a worker with a reply still pending (or gone) never goes back to the pool
+                healthy = failed is None and not sent
+                reply = failed or self._finish_ahead(w, sent, self._job(w, sql, tables, columns, lim, sent=sent), lim)
                 healthy = False
-                reply = self._call(w, job, lim)
                 if reply[0] == "miss":  # the mirror was out of date: send every table's data once
                     reply = self._call(w, self._job(w, sql, tables, columns, lim, load_all=True), lim)
                 healthy = reply[0] not in ("killed", "crashed")
@@ -436,6 +438,43 @@ class SandboxRunner:
         if stale and not w.drop(stale):
             w.kill()
 
+    def _send_ahead(
+        self, w: _Worker, tables: dict[str, Source], columns: dict[str, set[str]] | None, lim: Limits
+    ) -> tuple[tuple[Any, ...] | None, list[str]]:
+        """Of two or more tables to decrypt (cold), send each but the last to the worker to decode as soon
+        as it is decrypted, so the worker decodes one while the gateway decrypts the next (two cores, two
+        steps in parallel). Returns a failed send's reply (else None) and the names sent."""
+        with self._lock:
+            forgotten = set(self._forgotten)
+        cold = [
+            name
+            for name, src in tables.items()
+            if isinstance(src, Cached)
+            and columns is not None
+            and name in columns
+            and self.cache_mb > 0
+            and src.key.grant_id not in forgotten
+            and not w.holds(src.key.astuple(), set(columns[name]))
+        ]
+        sent: list[str] = []
+        for name in cold[:-1]:
+            try:
+                w.conn.send(self._job(w, None, {name: tables[name]}, columns, lim))  # load only, no SQL
+            except (EOFError, OSError, BrokenPipeError):
+                w.process.join(1)
+                return ("crashed", w.process.exitcode), sent
+            sent.append(name)
+        return None, sent
+
+    def _finish_ahead(self, w: _Worker, sent: list[str], job: dict[str, Any], lim: Limits) -> tuple[Any, ...]:
+        """Take the replies to the tables sent ahead (decoded meanwhile), then run the job."""
+        for _ in sent:
+            ahead = self._recv(w, lim.timeout_s + lim.kill_grace_s + _load_allowance(job))
+            if ahead[0] in ("killed", "crashed"):
+                return ahead
+            self._settle(w, ahead[2])
+        return self._call(w, job, lim)
+
     def _job(
         self,
         w: _Worker,
@@ -445,6 +484,7 @@ class SandboxRunner:
         lim: Limits,
         *,
         load_all: bool = False,
+        sent: Iterable[str] = (),
     ) -> dict[str, Any]:
         with self._lock:
             forgotten = set(self._forgotten)
@@ -456,7 +496,7 @@ class SandboxRunner:
                 continue
             if src.key.grant_id in forgotten or cols is None or self.cache_mb <= 0:
                 out[name] = _source(name, src.load(cols), cols)  # used once, never kept
-            elif not load_all and w.holds(src.key.astuple(), set(cols)):
+            elif name in sent or (not load_all and w.holds(src.key.astuple(), set(cols))):
                 out[name] = {"key": src.key.astuple(), "columns": cols}
             else:
                 out[name] = {**_source(name, src.load(cols), cols), "key": src.key.astuple(), "store": True}
@@ -480,8 +520,15 @@ class SandboxRunner:
         """The worker's reply (kind, payload, cache listing); (kind, detail) when it was killed or crashed."""
         try:
             w.conn.send(job)
-            # The worker interrupts itself at timeout_s; the grace covers loading and the interrupt itself.
-            if not w.conn.poll(lim.timeout_s + lim.kill_grace_s + _load_allowance(job)):
+        except (EOFError, OSError, BrokenPipeError):
+            w.process.join(1)
+            return "crashed", w.process.exitcode
+        # The worker interrupts itself at timeout_s; the grace covers loading and the interrupt itself.
+        return self._recv(w, lim.timeout_s + lim.kill_grace_s + _load_allowance(job))
+
+    def _recv(self, w: _Worker, wait_s: float) -> tuple[Any, ...]:
+        try:
+            if not w.conn.poll(wait_s):
                 w.kill()
                 return "killed", None
             return w.conn.recv()

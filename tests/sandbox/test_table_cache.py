@@ -10,7 +10,7 @@ import pytest
 from common.errors import Invalid
 from sandbox.runner import Cached, CacheKey, Limits, ParquetBytes, SandboxRunner
 from sandbox.table_cache import TableCache
-from tests.sandbox.conftest import parquet_bytes
+from tests.sandbox.conftest import certificates_table, parquet_bytes
 
 COUNT = "select count(*) as n from population"
 
@@ -131,3 +131,36 @@ def test_preload_warms_a_grant_and_never_a_forgotten_one(warm_runner, population
     other = Loader(population)
     assert not warm_runner.preload({"population": Cached(_key(2), other)}, cols)
     assert other.calls == 0 and warm_runner.cached_grants() == {1}
+
+
+JOIN = (
+    "select p.gender, count(*) as n from population p join certificates c on c.holder_id = p.id_number "
+    "group by p.gender order by p.gender"
+)
+JOIN_COLUMNS = {"population": {"gender", "id_number"}, "certificates": {"holder_id"}}
+
+
+def test_two_cold_tables_are_decoded_and_decrypted_side_by_side_and_then_warm(warm_runner, population) -> None:
+    """The first cold table goes to the worker as soon as it is loaded; the answer and the cache are as if
+    both had gone together."""
+    pop, certs = Loader(population), Loader(certificates_table(population))
+    plain = {"population": ParquetBytes(pop.data), "certificates": ParquetBytes(certs.data)}
+    expected = warm_runner.run(JOIN, plain, columns=JOIN_COLUMNS).rows
+    tables = {"population": Cached(_key(1), pop), "certificates": Cached(CacheKey(1, "certs", 1, "c1"), certs)}
+    assert warm_runner.run(JOIN, tables, columns=JOIN_COLUMNS).rows == expected
+    assert warm_runner.run(JOIN, tables, columns=JOIN_COLUMNS).rows == expected
+    assert (pop.calls, certs.calls) == (1, 1)
+
+
+def test_a_table_failing_to_load_after_one_was_sent_ahead_leaves_no_stale_reply(warm_runner, population) -> None:
+    pop = Loader(population)
+
+    def broken(_columns):
+        raise Invalid("version 1 failed its integrity check")
+
+    tables = {"population": Cached(_key(1), pop), "certificates": Cached(CacheKey(1, "certs", 1, "c1"), broken)}
+    with pytest.raises(Invalid, match="integrity"):
+        warm_runner.run(JOIN, tables, columns=JOIN_COLUMNS)
+    assert pop.calls == 1  # it was loaded and sent ahead before the second failed
+    for _ in range(3):  # the pool answers each query with its own reply
+        assert _count(warm_runner, _key(2), Loader(population)) == 110
