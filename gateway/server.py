@@ -15,7 +15,7 @@ import typer
 from sqlalchemy.engine import Engine
 
 from common import clock
-from gateway import db, logs
+from gateway import db, listening, logs
 from gateway.settings import Settings
 
 
@@ -96,8 +96,7 @@ def serve(settings: Settings, *, samples: bool) -> None:
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     start_housekeeping(settings)
     typer.echo(f"serving on http://{settings.host}:{settings.port} with {settings.workers} worker(s)", err=True)
-    uvicorn.run(
-        "gateway.app:create_app_from_env",
+    options: dict[str, Any] = dict(
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -111,6 +110,32 @@ def serve(settings: Settings, *, samples: bool) -> None:
         # Workers import pandas, pyarrow and duckdb; on a busy 2-core host that exceeds uvicorn's 5 s default.
         timeout_worker_healthcheck=60,
     )
+    if settings.workers > 1 and listening.available():
+        _serve_workers(uvicorn.Config(APP, **options))
+    else:
+        uvicorn.run(APP, **options)
+
+
+APP = "gateway.app:create_app_from_env"
+
+
+def _serve_workers(config: Any) -> None:
+    """uvicorn's supervisor with a listening socket per worker (gateway/listening.py says why)."""
+    from uvicorn.supervisors import Multiprocess
+
+    try:
+        sock = listening.port_group(config.host, config.port)
+    except OSError as exc:
+        raise SystemExit(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
+    logging.getLogger("uvicorn.error").info(
+        "listening on http://%s:%d with a socket per worker", config.host, sock.getsockname()[1]
+    )
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
 
 
 def start_housekeeping(settings: Settings) -> threading.Thread:
