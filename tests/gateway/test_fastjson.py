@@ -38,3 +38,10 @@ def test_same_body_as_fastapi_including_non_finite_floats():
     assert got.status_code == 200 and got.headers["content-type"] == "application/json"
     assert json.loads(got.content) == json.loads(want.content)
     assert json.loads(got.content)["data"][0]["a"] is None  # not a 500, not an invalid `Infinity` token
+
+
+def test_values_the_fast_encoder_refuses_still_encode():
+    """An integer beyond 64 bits, and int keys, come out as the standard library writes them."""
+    big = {"data": [{"n": 2**70, "m": -(2**65)}], "meta": {1: "one"}}
+    body = json_response(big).body
+    assert json.loads(body) == {"data": [{"n": 2**70, "m": -(2**65)}], "meta": {"1": "one"}}
