@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import anyio
 import anyio.to_thread
@@ -13,6 +14,14 @@ from gateway import slots
 
 class Busy(Exception):
     pass
+
+
+def _run(main):
+    """anyio.run on a thread of its own: an earlier test in the same process can leave an event loop
+    running in the main thread, where anyio.run refuses to start ("Already running asyncio in this
+    thread", seen when these ran after tests/catalog and tests/web on one xdist worker)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(anyio.run, main).result(60)
 
 
 def test_full_pool_turns_the_next_caller_away_and_leaves_the_default_pool_free():
@@ -41,7 +50,7 @@ def test_full_pool_turns_the_next_caller_away_and_leaves_the_default_pool_free()
             release.set()
         return results["first"], other
 
-    assert anyio.run(main) == ("done", "other")
+    assert _run(main) == ("done", "other")
 
 
 def test_a_caller_admitted_after_waiting_runs_to_completion():
@@ -65,7 +74,7 @@ def test_a_caller_admitted_after_waiting_runs_to_completion():
             gate.set()
         return out
 
-    assert anyio.run(main) == [1, 2]
+    assert _run(main) == [1, 2]
 
 
 def test_a_busy_sandbox_answers_503_with_retry_after(client, make_principal, monkeypatch):
