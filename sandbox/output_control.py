@@ -237,7 +237,7 @@ def _has_own_agg(scope: Scope) -> bool:
 
 
 def _one_per_equated_class(
-    sel: exp.Select, ids: list[tuple[exp.Column, tuple[str, str]]]
+    sel: exp.Expr, ids: list[tuple[exp.Column, tuple[str, str]]]
 ) -> list[tuple[exp.Column, tuple[str, str]]]:
     """Drop identity columns an inner join (or the WHERE clause) makes equal to one already counted.
 
