@@ -7,7 +7,8 @@ Serialisation (so many writers leave one gap-free chain):
 - SQLite: the caller's transaction must already hold the write lock, i.e. be opened with
   `BEGIN IMMEDIATE` (the gateway's write sessions are); a deferred transaction could read a stale head
   and then fail with SQLITE_BUSY on insert (an error, never a forked chain: `seq` is the primary key).
-Nothing is cached between calls: the head is read every time, so other writers can never make it stale.
+`append` reads the head every time. `append_after_commit` (PostgreSQL, used by the group commit) takes
+the head its caller last wrote and has the database check it in the same round trip as the INSERT.
 """
 
 from __future__ import annotations
@@ -173,6 +174,36 @@ def prepare(
     )
 
 
+def _chain(
+    items: Sequence[Prepared], seq: int, chain: bytes, *, sqlite: bool
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Number and chain `items` after the record (seq, chain): the rows and the INSERT's parameters."""
+    when = clock.as_utc(clock.now())
+    time_text = canonical.format_time(when)
+    # stored as SQLAlchemy's SQLite DateTime stores it (naive UTC); PostgreSQL takes the datetime
+    stored_time = when.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else when
+    link = sm3.state()
+    rows, params = [], []
+    for item in items:
+        seq += 1
+        h = item.leaf_state.copy()
+        h.update(canonical.record_tail(seq, time_text).encode())
+        leaf = h.digest()
+        h = link.copy()
+        h.update(chain + leaf)
+        chain = h.digest()
+        row = {**item.row, "seq": seq, "time": when, "leaf_hash": leaf.hex(), "chain_hash": chain.hex()}
+        rows.append(row)
+        params.extend([stored_time if c == "time" else row[c] for c in _COLUMNS])
+    return rows, params
+
+
+def _pg_insert(cur: Any, params: list[Any]) -> None:
+    """psycopg pipelines executemany (no round trip of its own) and parses the query once."""
+    n = len(_COLUMNS)
+    cur.executemany(_insert_sql("%s", 1), [params[i : i + n] for i in range(0, len(params), n)])
+
+
 def append(session: Session, items: Sequence[Prepared]) -> list[dict[str, Any]]:
     """Append prepared records, in order, in the caller's transaction (the caller commits); returns the
     rows written. One head read, one timestamp and one multi-row INSERT for the whole batch."""
@@ -190,40 +221,60 @@ def append(session: Session, items: Sequence[Prepared]) -> list[dict[str, Any]]:
                 head_cur.execute(_HEAD_SQL)
             top = head_cur.fetchone()
             head_cur.close()
-            mark = "%s"
         else:
             cur.execute(_HEAD_SQL)
             top = cur.fetchone()
-            mark = "?"
         seq = top[0] if top else 0
         chain = bytes.fromhex(top[1]) if top else canonical.GENESIS
-        when = clock.as_utc(clock.now())
-        time_text = canonical.format_time(when)
-        # stored as SQLAlchemy's SQLite DateTime stores it (naive UTC); PostgreSQL takes the datetime
-        stored_time = when.strftime("%Y-%m-%d %H:%M:%S.%f") if mark == "?" else when
-        link = sm3.state()
-        rows, params = [], []
-        for item in items:
-            seq += 1
-            h = item.leaf_state.copy()
-            h.update(canonical.record_tail(seq, time_text).encode())
-            leaf = h.digest()
-            h = link.copy()
-            h.update(chain + leaf)
-            chain = h.digest()
-            row = {**item.row, "seq": seq, "time": when, "leaf_hash": leaf.hex(), "chain_hash": chain.hex()}
-            rows.append(row)
-            params.extend([stored_time if c == "time" else row[c] for c in _COLUMNS])
-        if mark == "%s":  # psycopg pipelines executemany (one round trip) and parses the query once
-            n = len(_COLUMNS)
-            cur.executemany(_insert_sql(mark, 1), [params[i : i + n] for i in range(0, len(params), n)])
+        rows, params = _chain(items, seq, chain, sqlite=conn.dialect.name != "postgresql")
+        if conn.dialect.name == "postgresql":
+            _pg_insert(cur, params)
             return rows
         width = len(_COLUMNS) * ROWS_PER_INSERT
         for at in range(0, len(params), width):
             part = params[at : at + width]
-            cur.execute(_insert_sql(mark, len(part) // len(_COLUMNS)), part)
+            cur.execute(_insert_sql("?", len(part) // len(_COLUMNS)), part)
     finally:
         cur.close()
+    return rows
+
+
+class StaleHead(Exception):
+    """The head the caller remembered is no longer the log's head; nothing was written."""
+
+
+# Fails (division by zero) unless the record (seq, chain_hash) is in the log: the one way to make a
+# pipelined statement refuse on a condition without a function of our own in the database.
+_PG_EXPECT = "SELECT 1 / (SELECT count(*) FROM audit_record WHERE seq = %s AND chain_hash = %s)::int"
+_STALE_STATES = {"23505", "22012"}  # unique violation on seq, or the expected head is not in the log
+
+
+def append_after_commit(pg: Any, items: Sequence[Prepared], seq: int, chain: bytes) -> list[dict[str, Any]]:
+    """PostgreSQL: append `items` after the record the caller last saw at the head (seq, chain) and commit,
+    in one round trip (lock, head check, INSERT and COMMIT sent as one pipeline on the idle psycopg
+    connection `pg`), where `append` + commit takes three.
+
+    The head is checked, not read: under the lock, committed records are always the gap-free prefix 1..n
+    and never change, so if record `seq` has hash `chain` and the INSERT of seq+1 passes the primary key,
+    (seq, chain) is the head. If another writer appended meanwhile, nothing is written and StaleHead is
+    raised: the caller appends again the usual way (`append`, which reads the head under the lock).
+    """
+    rows, params = _chain(items, seq, chain, sqlite=False)
+    try:
+        with pg.pipeline():
+            cur = pg.cursor()
+            cur.execute(_PG_LOCK, (LOCK_KEY,))
+            cur.execute(_PG_EXPECT, (seq, chain.hex()))
+            _pg_insert(cur, params)
+            pg.commit()
+    except Exception as exc:
+        pg.rollback()
+        if getattr(exc, "sqlstate", None) in _STALE_STATES:
+            raise StaleHead(f"the log's head is past {seq}") from exc
+        raise
+    except BaseException:
+        pg.rollback()
+        raise
     return rows
 
 

@@ -105,3 +105,50 @@ def test_sqlite_audit_commits_of_several_processes_queue_on_one_turn(tmp_path: P
         assert s.exec(select(AuditRecord.resource_id)).all() == ["x"]
     gw.dispose()
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_commits_after_the_remembered_head_only_while_it_is_the_head(tmp_path: Path, keyring,
+                                                                                monkeypatch) -> None:  # fmt: skip
+    """After a commit of its own, the group commit appends in one round trip after the head it remembers;
+    the database checks that head (seq and hash) in the same pipeline. Another writer's append, or a
+    remembered head that is wrong, makes it fall back to reading the head under the lock: the chain holds."""
+    import audit.log
+
+    engine = make_engine("postgresql", tmp_path)
+    gw = gdb.make_engine(str(engine.url))
+    seen: list[tuple[str, str]] = []
+    real = audit.log.append_after_commit
+
+    def one_round_trip(pg, items, seq, chain):
+        rid = items[0].row["resource_id"]
+        try:
+            rows = real(pg, items, seq, chain)
+        except audit.log.StaleHead:
+            seen.append((rid, "stale"))
+            raise
+        seen.append((rid, "ok"))
+        return rows
+
+    monkeypatch.setattr(audit.log, "append_after_commit", one_round_trip)
+    gdb._write_pending_audit(gw, [_entry("a")])  # reads the head (nothing remembered yet)
+    gdb._write_pending_audit(gw, [_entry("b")])
+    with Session(engine) as s:  # another writer: an effect's own transaction
+        audit.log.record(s, **_entry("c"))
+        s.commit()
+    gdb._write_pending_audit(gw, [_entry("d")])
+    committer = gdb._committer(gw)
+    seq, _ = committer._head
+    committer._head = (seq, bytes(32))  # right place, wrong hash: must not be chained onto
+    gdb._write_pending_audit(gw, [_entry("e")])
+    gdb._write_pending_audit(gw, [_entry("f")])
+    assert seen == [("b", "ok"), ("d", "stale"), ("e", "stale"), ("f", "ok")]
+    with Session(engine) as s:
+        rows = s.exec(select(AuditRecord.seq, AuditRecord.resource_id).order_by(AuditRecord.seq)).all()
+    assert [tuple(r) for r in rows] == list(enumerate("abcdef", start=1))
+    checkpoint(engine, keyring)
+    with Session(engine) as s:
+        export(s, tmp_path / "all.zip")
+    assert verify_export(tmp_path / "all.zip", keyring.public_keys).ok
+    gw.dispose()
+    engine.dispose()
