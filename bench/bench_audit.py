@@ -9,6 +9,7 @@ Run: flock /work/bench.lock .venv/bin/python bench/bench_audit.py [--records 100
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import statistics
@@ -158,6 +159,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     args = ap.parse_args()
     load0 = os.getloadavg()[0]
+    gc.collect()
+    gc.freeze()  # as a serving worker does at start (gateway.app.freeze_heap): no full GC walks the imports
     lines = ["# Audit benchmarks", ""]
     keyring = Keyring.generate()
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as d:
