@@ -211,8 +211,9 @@ def append(session: Session, items: Sequence[Prepared]) -> list[dict[str, Any]]:
         return []
     conn = session.connection()  # the caller's transaction (BEGIN IMMEDIATE on SQLite)
     cur = conn.connection.cursor()  # plain DB-API: the ORM's per-statement overhead would dominate
+    postgres = conn.dialect.name == "postgresql"
     try:
-        if conn.dialect.name == "postgresql":
+        if postgres:
             # Lock, then read the head: two statements (the head's snapshot must postdate the lock), sent
             # in one pipeline so they cost one round trip — a round trip is also a wait for the GIL.
             with conn.connection.driver_connection.pipeline():
@@ -226,8 +227,8 @@ def append(session: Session, items: Sequence[Prepared]) -> list[dict[str, Any]]:
             top = cur.fetchone()
         seq = top[0] if top else 0
         chain = bytes.fromhex(top[1]) if top else canonical.GENESIS
-        rows, params = _chain(items, seq, chain, sqlite=conn.dialect.name != "postgresql")
-        if conn.dialect.name == "postgresql":
+        rows, params = _chain(items, seq, chain, sqlite=not postgres)
+        if postgres:
             _pg_insert(cur, params)
             return rows
         width = len(_COLUMNS) * ROWS_PER_INSERT
@@ -267,13 +268,10 @@ def append_after_commit(pg: Any, items: Sequence[Prepared], seq: int, chain: byt
             cur.execute(_PG_EXPECT, (seq, chain.hex()))
             _pg_insert(cur, params)
             pg.commit()
-    except Exception as exc:
+    except BaseException as exc:
         pg.rollback()
         if getattr(exc, "sqlstate", None) in _STALE_STATES:
             raise StaleHead(f"the log's head is past {seq}") from exc
-        raise
-    except BaseException:
-        pg.rollback()
         raise
     return rows
 

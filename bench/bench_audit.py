@@ -9,7 +9,6 @@ Run: flock /work/bench.lock .venv/bin/python bench/bench_audit.py [--records 100
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import resource
 import statistics
@@ -29,6 +28,7 @@ from audit.checkpoints import sign_checkpoint
 from audit.export import export
 from audit.verify import verify_export
 from common.actor import Actor
+from common.heap import freeze_startup_heap
 from gateway.db import _write_pending_audit, make_engine, unit_of_work
 from gmcrypto.keys import Keyring
 from tests.audit import _db
@@ -159,8 +159,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     args = ap.parse_args()
     load0 = os.getloadavg()[0]
-    gc.collect()
-    gc.freeze()  # as a serving worker does at start (gateway.app.freeze_heap): no full GC walks the imports
+    freeze_startup_heap()  # as a serving worker does at start: no full GC walks the imports
     lines = ["# Audit benchmarks", ""]
     keyring = Keyring.generate()
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as d:

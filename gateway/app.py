@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from common.heap import freeze_startup_heap
 from gateway import errors
 from gateway.middleware import GatewayMiddleware
 from gateway.settings import Settings, get_settings
@@ -33,25 +34,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     sys.setswitchinterval(0.001)
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
     if getattr(app.state, "freeze_heap", False):
-        freeze_heap()
+        freeze_startup_heap()
     if settings.sandbox_warm:
         threading.Thread(target=_warm_sandbox, name="pdg-sandbox-warm", daemon=True).start()
     yield
     from sandbox import queries
 
     queries.shutdown_runner()  # stop the warm sandbox worker processes with the app
-
-
-def freeze_heap() -> None:
-    """Leave the objects of a started worker (modules, routes, validators: ~200,000) out of every later
-    garbage collection. Otherwise each full collection walks them all for nothing: 140-210 ms every few
-    seconds under load, with the GIL held, stalling every request in flight, and in the other workers
-    too when it fell inside the audit commit turn. That was the p99 of row pages (16 connections: p99
-    168 -> 39 ms, requests/s 578 -> 852 in one A/B run); after it, full collections take 5-17 ms."""
-    import gc
-
-    gc.collect()  # what is garbage now goes now, not frozen forever
-    gc.freeze()
 
 
 def _warm_sandbox() -> None:

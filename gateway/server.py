@@ -15,6 +15,7 @@ import typer
 from sqlalchemy.engine import Engine
 
 from common import clock
+from common.heap import freeze_startup_heap
 from gateway import db, listening, logs
 from gateway.settings import Settings
 
@@ -95,9 +96,7 @@ def serve(settings: Settings, *, samples: bool) -> None:
     # into GBs of RSS under load. Two arenas keep memory flat (workers read this when they start).
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     start_housekeeping(settings)
-    from gateway.app import freeze_heap
-
-    freeze_heap()  # the supervisor's too: its housekeeping commits audit records under the same turn
+    freeze_startup_heap()  # the supervisor's too: its housekeeping commits audit records under the same turn
     typer.echo(f"serving on http://{settings.host}:{settings.port} with {settings.workers} worker(s)", err=True)
     options: dict[str, Any] = dict(
         factory=True,

@@ -7,13 +7,13 @@ job's connection is still fresh and sees only the columns that job asked for.
 from __future__ import annotations
 
 import contextlib
-import gc
 import resource
 import signal
 import threading
 import time
 from typing import Any
 
+from common.heap import freeze_startup_heap
 from sandbox.table_cache import TableCache
 
 # Replies to the parent: (kind, payload, cache listing). "miss" asks the parent to send a table's data.
@@ -256,10 +256,7 @@ def serve(conn: Any, address_space_mb: int, cache_mb: int = 0) -> None:
     import duckdb  # noqa: F401  (import once, so the first job is not slower than the rest)
     import pyarrow.parquet  # noqa: F401
 
-    # As the gateway's workers do (gateway.app.freeze_heap): no full collection during a query walks the
-    # ~32,000 objects of these imports again (~16 ms each time).
-    gc.collect()
-    gc.freeze()
+    freeze_startup_heap()  # no full collection during a query walks these imports again (~16 ms each)
     conn.send(("ready", None))  # the parent starts a query's clock only after this
     while True:
         try:

@@ -1,5 +1,5 @@
-"""A serving process leaves its start-up heap out of garbage collection (gateway.app.freeze_heap says why:
-full collections walking it stalled every request in flight for 140-210 ms)."""
+"""A serving process leaves its start-up heap out of garbage collection (common.heap.freeze_startup_heap
+says why: full collections walking it stalled every request in flight for 140-210 ms)."""
 
 from __future__ import annotations
 
